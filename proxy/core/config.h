@@ -1,0 +1,93 @@
+/* config.h - the configuration file (INTERFACE.md, starttlsd.conf(5))
+ *
+ * Pure: config_parse() reads text that the caller has loaded and fills a
+ * struct config. Nothing here opens a certificate or resolves a name; the
+ * edge loads credentials (tls.c) and reports their errors on the cert line.
+ */
+#ifndef STARTTLSD_CONFIG_H
+#define STARTTLSD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_MAX_LISTENERS 32
+#define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_CERTS 8
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_NAME_MAX 64
+#define CONFIG_HOST_MAX 256
+#define CONFIG_PRIORITY_MAX 1024
+
+enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
+enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
+enum config_client_addr { CONFIG_CLIENT_ADDR_NONE, CONFIG_CLIENT_ADDR_XCLIENT,
+	                  CONFIG_CLIENT_ADDR_PROXY_V1, CONFIG_CLIENT_ADDR_PROXY_V2 };
+
+/* listen = ADDR:PORT. host "*" means every IPv4 and IPv6 address; an IPv6
+ * host is stored without its brackets. */
+struct config_listen {
+	char host[CONFIG_HOST_MAX];
+	char port[8];
+	int line;
+};
+
+struct config_cert {
+	char chain[CONFIG_PATH_MAX];
+	char key[CONFIG_PATH_MAX]; /* "" when the chain file holds the key */
+	int line;
+};
+
+struct config_backend {
+	bool is_unix;
+	char host[CONFIG_HOST_MAX]; /* TCP: host name or address, no brackets */
+	char port[8];
+	char path[CONFIG_PATH_MAX]; /* unix:PATH */
+	int line;
+};
+
+struct config_listener {
+	char name[CONFIG_NAME_MAX];
+	int line; /* of the [NAME] header */
+	struct config_listen listen[CONFIG_MAX_LISTEN];
+	size_t n_listen;
+	struct config_backend backend;
+	enum config_tls_mode tls;
+	struct config_cert certs[CONFIG_MAX_CERTS];
+	size_t n_certs;
+	char priority[CONFIG_PRIORITY_MAX]; /* "" means the built-in default */
+	int priority_line;
+	bool require_tls;
+	bool auth_before_tls;
+	enum config_client_addr client_addr;
+	bool accept_proxy;
+	unsigned connect_timeout;   /* seconds */
+	unsigned handshake_timeout; /* seconds */
+	unsigned idle_timeout;      /* seconds */
+};
+
+struct config {
+	char user[CONFIG_NAME_MAX]; /* "" when unset */
+	unsigned workers;           /* 0 means auto */
+	enum config_log_level log_level;
+	char pid_file[CONFIG_PATH_MAX];
+	unsigned drain_timeout; /* seconds */
+	struct config_listener listeners[CONFIG_MAX_LISTENERS];
+	size_t n_listeners;
+};
+
+/* config_parse - parse TEXT (LEN bytes) read from FILENAME into *cfg_r.
+ * Returns true on success. On failure writes "FILENAME:LINE: message" into
+ * ERR (ERRLEN bytes) and returns false. */
+bool config_parse(const char *text, size_t len, const char *filename,
+                  struct config *cfg_r, char *err, size_t errlen);
+
+/* config_warning_fn - receives one "FILENAME:LINE: warning: ..." line */
+typedef void config_warning_fn(void *ctx, const char *line);
+
+/* config_warnings - the warnings INTERFACE.md asks for that need no file
+ * access: client_addr = none in front of a loopback backend (open relay),
+ * require_tls = yes on port 25 (RFC 3207 section 4). */
+void config_warnings(const struct config *cfg, const char *filename,
+                     config_warning_fn *warn, void *ctx);
+
+#endif
