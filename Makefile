@@ -53,8 +53,8 @@ UNIT_SRCS = \
 	tests/unit/test_config.c \
 	tests/unit/test_data_scanner.c \
 	tests/unit/test_ehlo_filter.c \
-	tests/unit/test_session.c \
-	tests/unit/test_transcripts.c
+	tests/unit/session_driver.c \
+	tests/unit/test_session.c
 
 CORE_OBJS = $(CORE_SRCS:%.c=$(BUILD)/%.o)
 EDGE_OBJS = $(EDGE_SRCS:%.c=$(BUILD)/%.o)

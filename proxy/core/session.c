@@ -357,7 +357,7 @@ static bool step_commands(struct session *s, const uint8_t *p, size_t n, size_t 
 			return false; /* wait for the rest of the line */
 		/* Too long: the rest of it is never read as a command. */
 		s->phase = CLIENT_SKIP_LONG_LINE;
-		*used_r = n;
+		*used_r = SESSION_LINE_MAX;
 		return true;
 	}
 	size_t len = line_content_len(p, line_len);
@@ -390,7 +390,7 @@ static bool step_auth_response(struct session *s, const uint8_t *p, size_t n, si
 			 * than leave the backend waiting; its 501 is swallowed. */
 			relay_line(s, (const uint8_t *)"*", 1, PENDING_SWALLOW);
 			s->phase = CLIENT_SKIP_LONG_LINE;
-			*used_r = n;
+			*used_r = SESSION_LINE_MAX;
 			return true;
 		}
 	}
@@ -435,6 +435,7 @@ static bool step_data(struct session *s, const uint8_t *p, size_t n, size_t *use
 	case DATA_SMUGGLING:
 		/* Drop the backend without a terminator: the message is
 		 * never delivered. Read on to the client's real end. */
+		buf_append(&s->out_backend, p, settled);
 		s->notice = "SMTP smuggling attempt: dot line next to a bare CR or LF; message refused";
 		s->backend_gone = true;
 		set_action(s, ACT_DROP_BACKEND);

@@ -25,6 +25,5 @@ void run_config_tests(void);
 void run_data_scanner_tests(void);
 void run_ehlo_filter_tests(void);
 void run_session_tests(void);
-void run_transcript_tests(void);
 
 #endif
