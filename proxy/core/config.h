@@ -57,9 +57,12 @@ struct config_listener {
 	char priority[CONFIG_PRIORITY_MAX]; /* "" means the built-in default */
 	int priority_line;
 	bool require_tls;
+	int require_tls_line;
 	bool auth_before_tls;
 	enum config_client_addr client_addr;
+	int client_addr_line;
 	bool accept_proxy;
+	int accept_proxy_line;
 	unsigned connect_timeout;   /* seconds */
 	unsigned handshake_timeout; /* seconds */
 	unsigned idle_timeout;      /* seconds */

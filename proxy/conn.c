@@ -1,0 +1,696 @@
+/* conn.c - one client connection (see conn.h)
+ *
+ * Every event ends in conn_run(), the one function that decides the next
+ * I/O (Postfix tlsproxy's tlsp_strategy): it reads what is ready, feeds the
+ * session, applies its actions, writes what the session produced, and only
+ * then sets the watchers. Readiness is remembered per socket and cleared
+ * when a call would block, so a TLS read that needs a write (and the
+ * reverse) simply waits for the other readiness. A connection is freed in
+ * one place: at the end of conn_run(), never inside a callee.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+
+/* After a final 421 the proxy stops writing and waits this long for the
+ * client to close, so that closing with unread input (which sends a reset
+ * that can wipe the reply out) does not happen. */
+#define LINGER_SECONDS 2.0
+/* Rounds of I/O for one connection before others get their turn. */
+#define ROUNDS_PER_EVENT 32
+
+enum client_tls { CLIENT_PLAIN, CLIENT_HANDSHAKE, CLIENT_TLS };
+
+struct conn {
+	struct conn *prev, *next;
+	struct listener *listener;
+	struct server *srv;
+	int cfd, bfd;
+	struct tls_conn *tls;
+	enum client_tls client_tls;
+	bool c_readable, c_writable, b_readable, b_writable;
+	bool handshake_wants_write;
+	bool read_wants_write, write_wants_read;
+	bool client_eof;
+	bool start_tls;  /* ACT_START_TLS: flush the 220, then handshake */
+	bool closing;    /* ACT_CLOSE_AFTER_FLUSH: flush, then close */
+	bool lingering;  /* output written; waiting for the client to close */
+	bool dead;
+	bool backend_connecting, backend_greeted;
+	size_t backend_index;
+	size_t tls_write_len; /* bytes GnuTLS holds from a write that must be repeated */
+	ev_io cio, bio;
+	int cio_events, bio_events;
+	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer;
+	uint64_t bytes_in, bytes_out;
+	const char *end_reason;
+	char peer[64];
+	char tls_desc[64];
+	char sni[256];
+	size_t cin_len, bin_len;
+	uint8_t cin[CONN_INPUT_CAP];
+	uint8_t bin[CONN_INPUT_CAP];
+	struct session session;
+};
+
+static void conn_run(struct conn *c);
+
+/* fail - end the connection now, for REASON */
+static void fail(struct conn *c, const char *reason)
+{
+	if (!c->end_reason && !c->session.stats.end_reason)
+		c->end_reason = reason;
+	c->dead = true;
+}
+
+/* ---- lifecycle ---- */
+
+static void close_backend(struct conn *c)
+{
+	if (c->bfd < 0)
+		return;
+	ev_io_stop(c->srv->loop, &c->bio);
+	ev_timer_stop(c->srv->loop, &c->connect_timer);
+	close(c->bfd);
+	c->bfd = -1;
+	c->bio_events = 0;
+	c->bin_len = 0;
+}
+
+/* conn_free - log the session line and release everything, once */
+static void conn_free(struct conn *c)
+{
+	struct server *srv = c->srv;
+	const char *end = c->session.stats.end_reason ? c->session.stats.end_reason
+	                  : c->end_reason                ? c->end_reason
+	                                                 : "closed";
+	log_info("session listener=%s client=%s tls=%s sni=%s bytes_in=%llu bytes_out=%llu messages=%llu end=%s",
+	         c->listener->cfg->name, c->peer, c->tls_desc[0] ? c->tls_desc : "none",
+	         c->sni[0] ? c->sni : "-", (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+	         (unsigned long long)c->session.stats.messages_accepted, end);
+
+	ev_io_stop(srv->loop, &c->cio);
+	ev_timer_stop(srv->loop, &c->handshake_timer);
+	ev_timer_stop(srv->loop, &c->idle_timer);
+	ev_timer_stop(srv->loop, &c->linger_timer);
+	close_backend(c);
+	tls_conn_free(c->tls);
+	close(c->cfd);
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	srv->n_conns--;
+	free(c);
+	if (srv->draining && srv->n_conns == 0)
+		ev_break(srv->loop, EVBREAK_ALL);
+}
+
+/* ---- the client side ---- */
+
+/* client_read - one read from the client, plaintext or TLS */
+static bool client_read(struct conn *c)
+{
+	if (!c->c_readable || c->client_eof || c->cin_len == sizeof c->cin)
+		return false;
+	size_t room = sizeof c->cin - c->cin_len;
+	if (c->client_tls == CLIENT_TLS) {
+		size_t n = 0;
+		const char *reason = NULL;
+		switch (tls_read(c->tls, c->cin + c->cin_len, room, &n, &reason)) {
+		case TLS_IO_OK:
+			c->cin_len += n;
+			c->bytes_in += n;
+			c->read_wants_write = false;
+			return true;
+		case TLS_IO_WANT_READ:
+			c->c_readable = false;
+			c->read_wants_write = false;
+			return false;
+		case TLS_IO_WANT_WRITE:
+			c->c_readable = false;
+			c->read_wants_write = true;
+			return false;
+		case TLS_IO_EOF:
+			c->client_eof = true;
+			session_client_eof(&c->session);
+			return true;
+		case TLS_IO_ERROR:
+			log_warning("client %s: TLS: %s", c->peer, reason);
+			fail(c, "tls-error");
+			return true;
+		}
+		return false;
+	}
+	ssize_t n = recv(c->cfd, c->cin + c->cin_len, room, 0);
+	if (n > 0) {
+		c->cin_len += (size_t)n;
+		c->bytes_in += (size_t)n;
+		return true;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->c_readable = false;
+		return false;
+	}
+	c->client_eof = true;
+	session_client_eof(&c->session);
+	return true;
+}
+
+/* client_write - session output to the client */
+static bool client_write(struct conn *c)
+{
+	size_t len;
+	const uint8_t *p = session_output_to_client(&c->session, &len);
+	if (len == 0 || !c->c_writable || c->client_tls == CLIENT_HANDSHAKE)
+		return false;
+	size_t n = 0;
+	if (c->client_tls == CLIENT_TLS) {
+		const char *reason = NULL;
+		/* GnuTLS wants a repeated write to offer the same bytes. */
+		size_t offer = c->tls_write_len ? c->tls_write_len : len;
+		switch (tls_write(c->tls, p, offer, &n, &reason)) {
+		case TLS_IO_OK:
+			c->tls_write_len = 0;
+			c->write_wants_read = false;
+			break;
+		case TLS_IO_WANT_READ:
+			c->tls_write_len = offer;
+			c->write_wants_read = true;
+			c->c_writable = false;
+			return false;
+		case TLS_IO_WANT_WRITE:
+			c->tls_write_len = offer;
+			c->c_writable = false;
+			return false;
+		case TLS_IO_EOF:
+		case TLS_IO_ERROR:
+			log_debug("client %s: TLS write: %s", c->peer, reason ? reason : "closed");
+			fail(c, "client-write-error");
+			return true;
+		}
+	} else {
+		ssize_t r = send(c->cfd, p, len, MSG_NOSIGNAL);
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				c->c_writable = false;
+				return false;
+			}
+			fail(c, "client-write-error");
+			return true;
+		}
+		n = (size_t)r;
+	}
+	c->bytes_out += n;
+	session_sent_to_client(&c->session, n);
+	return n > 0;
+}
+
+/* handshake_step - drive the TLS handshake */
+static bool handshake_step(struct conn *c)
+{
+	if (c->client_tls != CLIENT_HANDSHAKE)
+		return false;
+	if (c->handshake_wants_write ? !c->c_writable : !c->c_readable)
+		return false;
+	const char *reason = NULL;
+	switch (tls_handshake(c->tls, &reason)) {
+	case TLS_IO_OK:
+		c->client_tls = CLIENT_TLS;
+		ev_timer_stop(c->srv->loop, &c->handshake_timer);
+		tls_describe(c->tls, c->tls_desc, sizeof c->tls_desc);
+		tls_sni(c->tls, c->sni, sizeof c->sni);
+		log_debug("client %s: TLS established: %s sni=%s", c->peer, c->tls_desc, c->sni);
+		session_tls_established(&c->session);
+		c->c_readable = c->c_writable = true;
+		return true;
+	case TLS_IO_WANT_READ:
+		c->handshake_wants_write = false;
+		c->c_readable = false;
+		return false;
+	case TLS_IO_WANT_WRITE:
+		c->handshake_wants_write = true;
+		c->c_writable = false;
+		return false;
+	case TLS_IO_EOF:
+	case TLS_IO_ERROR:
+		log_info("client %s: TLS handshake failed: %s", c->peer, reason ? reason : "connection closed");
+		fail(c, "handshake-failed");
+		return true;
+	}
+	return false;
+}
+
+/* begin_handshake - from now on the client speaks TLS */
+static void begin_handshake(struct conn *c)
+{
+	c->tls = tls_conn_new(c->listener->creds, c->cfd);
+	if (!c->tls) {
+		log_error("client %s: cannot create a TLS session", c->peer);
+		fail(c, "tls-setup-failed");
+		return;
+	}
+	/* RFC 3207 section 4.2: plaintext read after STARTTLS is dropped. */
+	c->cin_len = 0;
+	c->client_tls = CLIENT_HANDSHAKE;
+	c->handshake_wants_write = false;
+	c->c_readable = c->c_writable = true;
+	ev_timer_set(&c->handshake_timer, c->listener->cfg->handshake_timeout, 0);
+	ev_timer_start(c->srv->loop, &c->handshake_timer);
+}
+
+/* begin_linger - all output is out: half-close, then wait for the client */
+static void begin_linger(struct conn *c)
+{
+	if (c->client_tls == CLIENT_TLS)
+		tls_bye(c->tls);
+	shutdown(c->cfd, SHUT_WR);
+	close_backend(c);
+	c->lingering = true;
+	c->c_readable = true;
+	ev_timer_set(&c->linger_timer, LINGER_SECONDS, 0);
+	ev_timer_start(c->srv->loop, &c->linger_timer);
+}
+
+/* linger_read - discard what the client still sends; its EOF ends it all */
+static bool linger_read(struct conn *c)
+{
+	uint8_t scratch[4096];
+	if (!c->c_readable)
+		return false;
+	ssize_t n = recv(c->cfd, scratch, sizeof scratch, 0);
+	if (n > 0)
+		return true;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->c_readable = false;
+		return false;
+	}
+	c->dead = true;
+	return true;
+}
+
+/* ---- the backend side ---- */
+
+static bool backend_read(struct conn *c)
+{
+	if (c->bfd < 0 || c->backend_connecting || !c->b_readable || c->bin_len == sizeof c->bin)
+		return false;
+	ssize_t n = recv(c->bfd, c->bin + c->bin_len, sizeof c->bin - c->bin_len, 0);
+	if (n > 0) {
+		c->bin_len += (size_t)n;
+		if (!c->backend_greeted) {
+			c->backend_greeted = true;
+			ev_timer_stop(c->srv->loop, &c->connect_timer);
+		}
+		return true;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->b_readable = false;
+		return false;
+	}
+	/* Replies already read are still delivered before the 421. */
+	if (c->bin_len > 0)
+		(void)session_from_backend(&c->session, c->bin, c->bin_len);
+	log_debug("client %s: backend closed", c->peer);
+	close_backend(c);
+	session_backend_eof(&c->session);
+	return true;
+}
+
+static bool backend_write(struct conn *c)
+{
+	size_t len;
+	const uint8_t *p = session_output_to_backend(&c->session, &len);
+	if (len == 0 || c->bfd < 0 || c->backend_connecting || !c->b_writable)
+		return false;
+	ssize_t n = send(c->bfd, p, len, MSG_NOSIGNAL);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			c->b_writable = false;
+			return false;
+		}
+		log_debug("client %s: backend write: %s", c->peer, strerror(errno));
+		close_backend(c);
+		session_backend_eof(&c->session);
+		return true;
+	}
+	session_sent_to_backend(&c->session, (size_t)n);
+	return n > 0;
+}
+
+/* start_backend_connect - connect to address INDEX or a later one */
+static void start_backend_connect(struct conn *c, size_t index)
+{
+	c->bfd = backend_connect(&c->listener->backend, index, &c->backend_index);
+	if (c->bfd < 0) {
+		log_warning("client %s: backend unreachable: %s", c->peer, strerror(errno));
+		session_backend_failed(&c->session);
+		return;
+	}
+	c->backend_connecting = true;
+	c->b_readable = c->b_writable = false;
+	ev_io_set(&c->bio, c->bfd, 0);
+	c->bio_events = 0;
+}
+
+/* finish_backend_connect - the non-blocking connect is over */
+static bool finish_backend_connect(struct conn *c)
+{
+	if (!c->backend_connecting || !c->b_writable)
+		return false;
+	int error = backend_connect_result(c->bfd);
+	if (error == 0) {
+		c->backend_connecting = false;
+		c->b_readable = true;
+		return true;
+	}
+	size_t next = c->backend_index + 1;
+	ev_io_stop(c->srv->loop, &c->bio);
+	close(c->bfd);
+	c->bfd = -1;
+	c->backend_connecting = false;
+	if (next < c->listener->backend.n) {
+		start_backend_connect(c, next);
+		return true;
+	}
+	log_warning("client %s: backend unreachable: %s", c->peer, strerror(error));
+	session_backend_failed(&c->session);
+	return true;
+}
+
+/* ---- the session ---- */
+
+/* feed - offer buffered input to the session; true when some was used */
+static bool feed(struct conn *c)
+{
+	bool moved = false;
+	if (c->bin_len > 0) {
+		size_t used = session_from_backend(&c->session, c->bin, c->bin_len);
+		memmove(c->bin, c->bin + used, c->bin_len - used);
+		c->bin_len -= used;
+		moved |= used > 0;
+	}
+	if (c->cin_len > 0 && c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing) {
+		size_t used = session_from_client(&c->session, c->cin, c->cin_len);
+		memmove(c->cin, c->cin + used, c->cin_len - used);
+		c->cin_len -= used;
+		moved |= used > 0;
+	}
+	return moved;
+}
+
+/* apply_actions - do what the session asks */
+static void apply_actions(struct conn *c)
+{
+	const char *notice = session_take_notice(&c->session);
+	if (notice)
+		log_warning("client %s: %s", c->peer, notice);
+
+	enum session_action a;
+	while ((a = session_next_action(&c->session)) != ACT_NONE) {
+		switch (a) {
+		case ACT_CLOSE_NOW:
+			c->dead = true;
+			break;
+		case ACT_DROP_BACKEND:
+			close_backend(c);
+			break;
+		case ACT_START_TLS:
+			c->start_tls = true;
+			c->cin_len = 0; /* RFC 3207 section 4.2 */
+			break;
+		case ACT_CLOSE_AFTER_FLUSH:
+			c->closing = true;
+			break;
+		case ACT_NONE:
+			break;
+		}
+	}
+}
+
+/* client_output_pending - bytes the session still has for the client */
+static bool client_output_pending(struct conn *c)
+{
+	size_t len;
+	(void)session_output_to_client(&c->session, &len);
+	return len > 0 || c->tls_write_len > 0;
+}
+
+/* set_watcher - start, stop or change one io watcher */
+static void set_watcher(struct conn *c, ev_io *w, int fd, int *current, int wanted)
+{
+	if (fd < 0 || wanted == *current)
+		return;
+	ev_io_stop(c->srv->loop, w);
+	if (wanted) {
+		ev_io_set(w, fd, wanted);
+		ev_io_start(c->srv->loop, w);
+	}
+	*current = wanted;
+}
+
+/* update_watchers - wait for exactly what the connection needs next */
+static void update_watchers(struct conn *c)
+{
+	int client = 0, backend = 0;
+	if (c->lingering) {
+		client = EV_READ;
+	} else if (c->client_tls == CLIENT_HANDSHAKE) {
+		client = c->handshake_wants_write ? EV_WRITE : EV_READ;
+	} else {
+		bool want_read = !c->client_eof && !c->start_tls && !c->closing && c->cin_len < sizeof c->cin;
+		bool want_write = client_output_pending(c);
+		if ((want_read && !c->read_wants_write) || (want_write && c->write_wants_read))
+			client |= EV_READ;
+		if ((want_write && !c->write_wants_read) || (want_read && c->read_wants_write))
+			client |= EV_WRITE;
+	}
+	if (c->bfd >= 0) {
+		size_t len;
+		(void)session_output_to_backend(&c->session, &len);
+		if (c->backend_connecting)
+			backend = EV_WRITE;
+		else {
+			if (c->bin_len < sizeof c->bin)
+				backend |= EV_READ;
+			if (len > 0)
+				backend |= EV_WRITE;
+		}
+	}
+	set_watcher(c, &c->cio, c->cfd, &c->cio_events, client);
+	set_watcher(c, &c->bio, c->bfd, &c->bio_events, backend);
+}
+
+/* conn_run - the one place that decides the next I/O, after every event */
+static void conn_run(struct conn *c)
+{
+	int round;
+	for (round = 0; round < ROUNDS_PER_EVENT && !c->dead; round++) {
+		bool moved = false;
+		if (c->lingering) {
+			moved |= linger_read(c);
+		} else {
+			moved |= handshake_step(c);
+			moved |= finish_backend_connect(c);
+			if (c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing)
+				moved |= client_read(c);
+			moved |= backend_read(c);
+			moved |= feed(c);
+			apply_actions(c);
+			if (c->dead)
+				break;
+			moved |= client_write(c);
+			moved |= backend_write(c);
+			/* TLS data already decrypted is invisible to poll. */
+			if (c->client_tls == CLIENT_TLS && c->tls && tls_pending(c->tls) > 0 &&
+			    c->cin_len < sizeof c->cin)
+				c->c_readable = true;
+			if (c->start_tls && !client_output_pending(c)) {
+				c->start_tls = false;
+				begin_handshake(c);
+				moved = true;
+			}
+			if (c->closing && !client_output_pending(c)) {
+				begin_linger(c);
+				moved = true;
+			}
+		}
+		if (moved && !c->dead)
+			ev_timer_again(c->srv->loop, &c->idle_timer);
+		if (!moved)
+			break;
+	}
+	if (c->dead) {
+		conn_free(c);
+		return;
+	}
+	update_watchers(c);
+	if (round == ROUNDS_PER_EVENT)
+		ev_feed_event(c->srv->loop, &c->cio, EV_CUSTOM); /* more next turn */
+}
+
+/* ---- callbacks ---- */
+
+static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	/* Either readiness may unblock a TLS read or write (the two traps). */
+	if (revents & (EV_READ | EV_CUSTOM))
+		c->c_readable = true;
+	if (revents & (EV_WRITE | EV_CUSTOM))
+		c->c_writable = true;
+	if (c->read_wants_write && (revents & EV_WRITE))
+		c->c_readable = true;
+	if (c->write_wants_read && (revents & EV_READ))
+		c->c_writable = true;
+	conn_run(c);
+}
+
+static void on_backend_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	if (revents & EV_READ)
+		c->b_readable = true;
+	if (revents & EV_WRITE)
+		c->b_writable = true;
+	conn_run(c);
+}
+
+static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	log_info("client %s: TLS handshake timed out", c->peer);
+	fail(c, "handshake-timeout");
+	conn_run(c);
+}
+
+static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	log_warning("client %s: backend did not greet within %us", c->peer, c->listener->cfg->connect_timeout);
+	close_backend(c);
+	session_backend_failed(&c->session);
+	conn_run(c);
+}
+
+static void on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	if (c->client_tls == CLIENT_HANDSHAKE || c->lingering) {
+		fail(c, "idle-timeout");
+	} else {
+		session_idle_timeout(&c->session);
+		/* A client that never reads must not keep the 421 waiting. */
+		ev_timer_set(&c->idle_timer, 0, LINGER_SECONDS);
+	}
+	conn_run(c);
+}
+
+static void on_linger_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	c->dead = true;
+	conn_run(c);
+}
+
+/* ---- public ---- */
+
+void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
+{
+	struct server *srv = l->server;
+	struct conn *c = malloc(sizeof *c);
+	if (!c) {
+		log_error("out of memory for a new connection");
+		close(fd);
+		return;
+	}
+	memset(c, 0, offsetof(struct conn, cin));
+	c->listener = l;
+	c->srv = srv;
+	c->cfd = fd;
+	c->bfd = -1;
+	c->c_writable = true;
+	format_addr(peer, c->peer, sizeof c->peer);
+
+	struct session_policy policy = {
+		.tls_mode = l->cfg->tls == CONFIG_TLS_IMPLICIT ? SESSION_IMPLICIT : SESSION_STARTTLS,
+		.require_tls = l->cfg->require_tls,
+		.auth_before_tls = l->cfg->auth_before_tls,
+	};
+	session_init(&c->session, &policy);
+
+	ev_io_init(&c->cio, on_client_io, fd, 0);
+	c->cio.data = c;
+	ev_io_init(&c->bio, on_backend_io, -1, 0);
+	c->bio.data = c;
+	ev_init(&c->handshake_timer, on_handshake_timeout);
+	c->handshake_timer.data = c;
+	ev_timer_init(&c->connect_timer, on_connect_timeout, l->cfg->connect_timeout, 0);
+	c->connect_timer.data = c;
+	ev_init(&c->idle_timer, on_idle_timeout);
+	c->idle_timer.repeat = l->cfg->idle_timeout;
+	c->idle_timer.data = c;
+	ev_init(&c->linger_timer, on_linger_timeout);
+	c->linger_timer.data = c;
+
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->n_conns++;
+
+	log_debug("client %s: connected to listener %s", c->peer, l->cfg->name);
+	ev_timer_again(srv->loop, &c->idle_timer);
+	ev_timer_start(srv->loop, &c->connect_timer);
+	start_backend_connect(c, 0);
+	if (policy.tls_mode == SESSION_IMPLICIT)
+		begin_handshake(c); /* RFC 8314 section 3: TLS from the first byte */
+	conn_run(c);
+}
+
+void conn_shutdown_all(struct server *srv)
+{
+	struct conn *c = srv->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		if (c->client_tls == CLIENT_HANDSHAKE || c->start_tls) {
+			fail(c, "shutdown");
+		} else {
+			session_shutdown(&c->session);
+		}
+		conn_run(c);
+	}
+}
+
+void conn_close_all(struct server *srv)
+{
+	struct conn *c = srv->conns, *next;
+	for (; c; c = next) {
+		next = c->next;
+		fail(c, "shutdown-timeout");
+		conn_run(c);
+	}
+}

@@ -1,0 +1,523 @@
+/* config.c - the configuration file parser (see config.h) */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define LINE_MAX_BYTES 4096
+#define DURATION_MAX (7u * 24 * 3600)
+
+struct parse_ctx {
+	const char *filename;
+	int line;
+	char *err;
+	size_t errlen;
+};
+
+/* fail - write "FILE:LINE: message" and return false */
+static bool fail(struct parse_ctx *ctx, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static bool fail(struct parse_ctx *ctx, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	snprintf(ctx->err, ctx->errlen, "%s:%d: %s", ctx->filename, line, msg);
+	return false;
+}
+
+/* copy_value - VALUE into a fixed field, refusing to truncate */
+static bool copy_value(struct parse_ctx *ctx, char *dst, size_t cap, const char *value, const char *what)
+{
+	size_t n = strlen(value);
+	if (n >= cap)
+		return fail(ctx, ctx->line, "%s is too long (at most %zu bytes)", what, cap - 1);
+	memcpy(dst, value, n + 1);
+	return true;
+}
+
+/* ---- typed value parsers ---- */
+
+static bool parse_bool(struct parse_ctx *ctx, const char *value, bool *out)
+{
+	if (strcmp(value, "yes") == 0)
+		*out = true;
+	else if (strcmp(value, "no") == 0)
+		*out = false;
+	else
+		return fail(ctx, ctx->line, "expected yes or no, not '%s'", value);
+	return true;
+}
+
+/* parse_uint - decimal, at most MAX */
+static bool parse_uint(const char *s, size_t len, unsigned long max, unsigned long *out)
+{
+	unsigned long v = 0;
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+		if (v > max)
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* parse_duration - seconds, or a number with s, m or h; more than zero */
+static bool parse_duration(struct parse_ctx *ctx, const char *value, unsigned *out)
+{
+	size_t len = strlen(value);
+	unsigned long unit = 1, v;
+	if (len > 0) {
+		switch (value[len - 1]) {
+		case 's': unit = 1; len--; break;
+		case 'm': unit = 60; len--; break;
+		case 'h': unit = 3600; len--; break;
+		default: break;
+		}
+	}
+	if (!parse_uint(value, len, DURATION_MAX, &v) || v == 0 || v * unit > DURATION_MAX)
+		return fail(ctx, ctx->line, "bad duration '%s' (seconds, or a number with s, m or h; "
+		            "more than 0, at most 7 days)", value);
+	*out = (unsigned)(v * unit);
+	return true;
+}
+
+/* parse_port - 0 to 65535 */
+static bool parse_port(struct parse_ctx *ctx, const char *s, char *out, size_t cap)
+{
+	unsigned long port;
+	size_t len = strlen(s);
+	if (len >= cap || !parse_uint(s, len, 65535, &port))
+		return fail(ctx, ctx->line, "bad port '%s'", s);
+	memcpy(out, s, len + 1);
+	return true;
+}
+
+/* parse_host_port - "HOST:PORT", "[V6]:PORT" or "*:PORT" */
+static bool parse_host_port(struct parse_ctx *ctx, const char *value, char *host, size_t host_cap,
+                            char *port, size_t port_cap)
+{
+	const char *colon;
+	const char *h = value;
+	size_t hlen;
+	if (value[0] == '[') {
+		const char *close = strchr(value, ']');
+		if (!close || close[1] != ':')
+			return fail(ctx, ctx->line, "bad address '%s' (expected [IPV6]:PORT)", value);
+		h = value + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(value, ':');
+		if (!colon)
+			return fail(ctx, ctx->line, "bad address '%s' (expected ADDR:PORT)", value);
+		hlen = (size_t)(colon - value);
+		if (memchr(value, ':', hlen))
+			return fail(ctx, ctx->line, "bad address '%s' (put an IPv6 address in brackets)", value);
+	}
+	if (hlen == 0)
+		return fail(ctx, ctx->line, "bad address '%s' (no host)", value);
+	if (hlen >= host_cap)
+		return fail(ctx, ctx->line, "host name too long in '%s'", value);
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	return parse_port(ctx, colon + 1, port, port_cap);
+}
+
+/* ---- key handlers ---- */
+
+typedef bool key_fn(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *value);
+
+static bool key_user(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)l;
+	return copy_value(ctx, cfg->user, sizeof cfg->user, v, "user");
+}
+
+static bool key_workers(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	unsigned long n;
+	(void)l;
+	if (strcmp(v, "auto") == 0) {
+		cfg->workers = 0;
+		return true;
+	}
+	if (!parse_uint(v, strlen(v), 256, &n) || n == 0)
+		return fail(ctx, ctx->line, "workers must be auto or 1 to 256, not '%s'", v);
+	cfg->workers = (unsigned)n;
+	return true;
+}
+
+static bool key_log_level(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	(void)l;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (strcmp(v, names[i]) == 0) {
+			cfg->log_level = (enum config_log_level)i;
+			return true;
+		}
+	}
+	return fail(ctx, ctx->line, "log_level must be error, warning, info or debug, not '%s'", v);
+}
+
+static bool key_pid_file(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)l;
+	return copy_value(ctx, cfg->pid_file, sizeof cfg->pid_file, v, "pid_file");
+}
+
+static bool key_drain_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                              const char *v)
+{
+	(void)l;
+	return parse_duration(ctx, v, &cfg->drain_timeout);
+}
+
+static bool key_listen(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	if (l->n_listen == CONFIG_MAX_LISTEN)
+		return fail(ctx, ctx->line, "too many listen lines (at most %d)", CONFIG_MAX_LISTEN);
+	struct config_listen *a = &l->listen[l->n_listen];
+	if (!parse_host_port(ctx, v, a->host, sizeof a->host, a->port, sizeof a->port))
+		return false;
+	a->line = ctx->line;
+	l->n_listen++;
+	return true;
+}
+
+static bool key_backend(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	struct config_backend *b = &l->backend;
+	b->line = ctx->line;
+	if (strncmp(v, "unix:", 5) == 0) {
+		b->is_unix = true;
+		if (v[5] != '/')
+			return fail(ctx, ctx->line, "unix socket path must be absolute, not '%s'", v + 5);
+		return copy_value(ctx, b->path, sizeof b->path, v + 5, "unix socket path");
+	}
+	b->is_unix = false;
+	if (strcmp(v, "*") == 0 || strncmp(v, "*:", 2) == 0)
+		return fail(ctx, ctx->line, "backend needs a host, not '*'");
+	return parse_host_port(ctx, v, b->host, sizeof b->host, b->port, sizeof b->port);
+}
+
+static bool key_tls(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	if (strcmp(v, "starttls") == 0)
+		l->tls = CONFIG_TLS_STARTTLS;
+	else if (strcmp(v, "implicit") == 0)
+		l->tls = CONFIG_TLS_IMPLICIT;
+	else
+		return fail(ctx, ctx->line, "tls must be starttls or implicit, not '%s'", v);
+	return true;
+}
+
+static bool key_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	if (l->n_certs == CONFIG_MAX_CERTS)
+		return fail(ctx, ctx->line, "too many cert lines (at most %d)", CONFIG_MAX_CERTS);
+	struct config_cert *c = &l->certs[l->n_certs];
+	size_t chain_len = strcspn(v, " \t");
+	const char *key = v + chain_len;
+	key += strspn(key, " \t");
+	if (strcspn(key, " \t") != strlen(key))
+		return fail(ctx, ctx->line, "cert takes CHAIN.pem and an optional KEY.pem");
+	if (chain_len >= sizeof c->chain || strlen(key) >= sizeof c->key)
+		return fail(ctx, ctx->line, "certificate path too long");
+	memcpy(c->chain, v, chain_len);
+	c->chain[chain_len] = '\0';
+	strcpy(c->key, key);
+	c->line = ctx->line;
+	l->n_certs++;
+	return true;
+}
+
+static bool key_priority(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	l->priority_line = ctx->line;
+	return copy_value(ctx, l->priority, sizeof l->priority, v, "priority");
+}
+
+static bool key_require_tls(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                            const char *v)
+{
+	(void)cfg;
+	l->require_tls_line = ctx->line;
+	return parse_bool(ctx, v, &l->require_tls);
+}
+
+static bool key_auth_before_tls(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                const char *v)
+{
+	(void)cfg;
+	return parse_bool(ctx, v, &l->auth_before_tls);
+}
+
+static bool key_client_addr(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                            const char *v)
+{
+	static const char *const names[] = { "none", "xclient", "proxy-v1", "proxy-v2" };
+	(void)cfg;
+	l->client_addr_line = ctx->line;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (strcmp(v, names[i]) == 0) {
+			l->client_addr = (enum config_client_addr)i;
+			return true;
+		}
+	}
+	return fail(ctx, ctx->line, "client_addr must be none, xclient, proxy-v1 or proxy-v2, not '%s'", v);
+}
+
+static bool key_accept_proxy(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                             const char *v)
+{
+	(void)cfg;
+	l->accept_proxy_line = ctx->line;
+	return parse_bool(ctx, v, &l->accept_proxy);
+}
+
+static bool key_connect_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                const char *v)
+{
+	(void)cfg;
+	return parse_duration(ctx, v, &l->connect_timeout);
+}
+
+static bool key_handshake_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                  const char *v)
+{
+	(void)cfg;
+	return parse_duration(ctx, v, &l->handshake_timeout);
+}
+
+static bool key_idle_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                             const char *v)
+{
+	(void)cfg;
+	return parse_duration(ctx, v, &l->idle_timeout);
+}
+
+enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
+
+/* The key table: every key, where it may stand, whether it may repeat. */
+static const struct key_def {
+	const char *name;
+	enum key_scope scope;
+	key_fn *parse;
+	bool repeatable;
+} key_table[] = {
+	{ "user", SCOPE_GLOBAL, key_user, false },
+	{ "workers", SCOPE_GLOBAL, key_workers, false },
+	{ "log_level", SCOPE_GLOBAL, key_log_level, false },
+	{ "pid_file", SCOPE_GLOBAL, key_pid_file, false },
+	{ "drain_timeout", SCOPE_GLOBAL, key_drain_timeout, false },
+	{ "listen", SCOPE_LISTENER, key_listen, true },
+	{ "backend", SCOPE_LISTENER, key_backend, false },
+	{ "tls", SCOPE_LISTENER, key_tls, false },
+	{ "cert", SCOPE_LISTENER, key_cert, true },
+	{ "priority", SCOPE_LISTENER, key_priority, false },
+	{ "require_tls", SCOPE_LISTENER, key_require_tls, false },
+	{ "auth_before_tls", SCOPE_LISTENER, key_auth_before_tls, false },
+	{ "client_addr", SCOPE_LISTENER, key_client_addr, false },
+	{ "accept_proxy", SCOPE_LISTENER, key_accept_proxy, false },
+	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false },
+	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false },
+	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false },
+};
+#define N_KEYS (sizeof key_table / sizeof key_table[0])
+
+/* ---- the file ---- */
+
+static void listener_defaults(struct config_listener *l)
+{
+	memset(l, 0, sizeof *l);
+	l->tls = CONFIG_TLS_STARTTLS;
+	l->client_addr = CONFIG_CLIENT_ADDR_NONE;
+	l->connect_timeout = 30;
+	l->handshake_timeout = 30;
+	l->idle_timeout = 300;
+}
+
+/* finish_listener - the required keys are there */
+static bool finish_listener(struct parse_ctx *ctx, const struct config_listener *l)
+{
+	if (l->n_listen == 0)
+		return fail(ctx, l->line, "listener '%s' has no listen line", l->name);
+	if (l->backend.line == 0)
+		return fail(ctx, l->line, "listener '%s' has no backend line", l->name);
+	if (l->n_certs == 0)
+		return fail(ctx, l->line, "listener '%s' has no cert line", l->name);
+	return true;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+		s[--n] = '\0';
+	return s;
+}
+
+/* strip_comment - "#" at the start or after a blank starts a comment */
+static void strip_comment(char *s)
+{
+	for (char *p = s; *p; p++) {
+		if (*p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
+/* parse_section - "[NAME]" opens a listener */
+static bool parse_section(struct parse_ctx *ctx, struct config *cfg, char *s)
+{
+	size_t n = strlen(s);
+	if (s[n - 1] != ']')
+		return fail(ctx, ctx->line, "bad section header (expected [NAME])");
+	s[n - 1] = '\0';
+	char *name = trim(s + 1);
+	if (!*name)
+		return fail(ctx, ctx->line, "empty section name");
+	if (cfg->n_listeners == CONFIG_MAX_LISTENERS)
+		return fail(ctx, ctx->line, "too many listeners (at most %d)", CONFIG_MAX_LISTENERS);
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		if (strcmp(cfg->listeners[i].name, name) == 0)
+			return fail(ctx, ctx->line, "duplicate listener name '%s'", name);
+	struct config_listener *l = &cfg->listeners[cfg->n_listeners];
+	listener_defaults(l);
+	if (!copy_value(ctx, l->name, sizeof l->name, name, "listener name"))
+		return false;
+	l->line = ctx->line;
+	cfg->n_listeners++;
+	return true;
+}
+
+/* parse_key_line - "key = value" */
+static bool parse_key_line(struct parse_ctx *ctx, struct config *cfg, char *s, unsigned *seen)
+{
+	char *eq = strchr(s, '=');
+	if (!eq)
+		return fail(ctx, ctx->line, "expected 'key = value' or '[NAME]'");
+	*eq = '\0';
+	char *key = trim(s), *value = trim(eq + 1);
+	const struct key_def *def = NULL;
+	size_t idx = 0;
+	for (; idx < N_KEYS; idx++) {
+		if (strcmp(key_table[idx].name, key) == 0) {
+			def = &key_table[idx];
+			break;
+		}
+	}
+	if (!def)
+		return fail(ctx, ctx->line, "unknown key '%s'", key);
+	if (!*value)
+		return fail(ctx, ctx->line, "%s has no value", key);
+	struct config_listener *l = cfg->n_listeners ? &cfg->listeners[cfg->n_listeners - 1] : NULL;
+	if (def->scope == SCOPE_GLOBAL && l)
+		return fail(ctx, ctx->line, "%s is a global key: put it before the first [section]", key);
+	if (def->scope == SCOPE_LISTENER && !l)
+		return fail(ctx, ctx->line, "%s belongs in a [listener] section", key);
+	if (!def->repeatable && (*seen & (1u << idx)))
+		return fail(ctx, ctx->line, "%s given twice", key);
+	*seen |= 1u << idx;
+	return def->parse(ctx, cfg, l, value);
+}
+
+bool config_parse(const char *text, size_t len, const char *filename, struct config *cfg_r, char *err,
+                  size_t errlen)
+{
+	struct parse_ctx ctx = { filename, 0, err, errlen };
+	char line[LINE_MAX_BYTES + 1];
+	unsigned global_seen = 0, section_seen = 0;
+
+	memset(cfg_r, 0, sizeof *cfg_r);
+	cfg_r->log_level = CONFIG_LOG_INFO;
+	cfg_r->drain_timeout = 60;
+
+	size_t pos = 0;
+	while (pos < len) {
+		ctx.line++;
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		if (n > LINE_MAX_BYTES)
+			return fail(&ctx, ctx.line, "line too long (at most %d bytes)", LINE_MAX_BYTES);
+		if (memchr(text + pos, '\0', n))
+			return fail(&ctx, ctx.line, "NUL byte in the file");
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		pos += n + (nl ? 1 : 0);
+
+		strip_comment(line);
+		char *s = trim(line);
+		if (!*s)
+			continue;
+		if (*s == '[') {
+			if (cfg_r->n_listeners && !finish_listener(&ctx, &cfg_r->listeners[cfg_r->n_listeners - 1]))
+				return false;
+			if (!parse_section(&ctx, cfg_r, s))
+				return false;
+			section_seen = 0;
+			continue;
+		}
+		if (!parse_key_line(&ctx, cfg_r, s, cfg_r->n_listeners ? &section_seen : &global_seen))
+			return false;
+	}
+	if (cfg_r->n_listeners == 0)
+		return fail(&ctx, ctx.line ? ctx.line : 1, "no listener section ([NAME] with listen, backend and cert)");
+	return finish_listener(&ctx, &cfg_r->listeners[cfg_r->n_listeners - 1]);
+}
+
+/* is_loopback_backend - the backend is reached over loopback */
+static bool is_loopback_backend(const struct config_backend *b)
+{
+	return b->is_unix || strncmp(b->host, "127.", 4) == 0 || strcmp(b->host, "::1") == 0 ||
+	       strcasecmp(b->host, "localhost") == 0 || strncasecmp(b->host, "::ffff:127.", 11) == 0;
+}
+
+void config_warnings(const struct config *cfg, const char *filename, config_warning_fn *warn, void *ctx)
+{
+	char msg[1024];
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		if (l->client_addr == CONFIG_CLIENT_ADDR_NONE && is_loopback_backend(&l->backend)) {
+			snprintf(msg, sizeof msg,
+			         "%s:%d: warning: listener '%s': with client_addr = none every session reaches "
+			         "the backend from a local address, so a backend that trusts local addresses "
+			         "for relaying becomes an open relay; remove loopback from its trusted networks "
+			         "(Postfix: mynetworks) or pass the client's address with client_addr",
+			         filename, l->backend.line, l->name);
+			warn(ctx, msg);
+		}
+		if (!l->require_tls)
+			continue;
+		for (size_t j = 0; j < l->n_listen; j++) {
+			if (strcmp(l->listen[j].port, "25") != 0)
+				continue;
+			snprintf(msg, sizeof msg,
+			         "%s:%d: warning: listener '%s': require_tls = yes on port 25: RFC 3207 section 4 "
+			         "forbids a publicly referenced server to require STARTTLS for local delivery",
+			         filename, l->require_tls_line, l->name);
+			warn(ctx, msg);
+			break;
+		}
+	}
+}

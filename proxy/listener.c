@@ -1,0 +1,166 @@
+/* listener.c - listening sockets and accepting connections */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+
+#define ACCEPT_PAUSE_SECONDS 0.1
+
+/* format_addr - "1.2.3.4:25" or "[::1]:25" */
+void format_addr(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+		snprintf(buf, len, "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+		snprintf(buf, len, "[%s]:%u", host, port);
+	} else {
+		snprintf(buf, len, "local");
+	}
+}
+
+/* bind_one - one socket for AI; -1 with errno set on failure */
+static int bind_one(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ai->ai_family == AF_INET6)
+		/* "*" binds IPv4 and IPv6 separately; [::] alone is IPv6 alone. */
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+bool listener_bind(struct listener *l, const char *filename, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < l->cfg->n_listen; i++) {
+		const struct config_listen *a = &l->cfg->listen[i];
+		bool wildcard = strcmp(a->host, "*") == 0;
+		struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+			                  .ai_flags = AI_PASSIVE | (wildcard ? 0 : AI_NUMERICSERV) };
+		struct addrinfo *res;
+		int r = getaddrinfo(wildcard ? NULL : a->host, a->port, &hints, &res);
+		if (r != 0) {
+			snprintf(err, errlen, "%s:%d: listen %s: %s", filename, a->line, a->host, gai_strerror(r));
+			return false;
+		}
+		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+			if (l->n_sockets == sizeof l->sockets / sizeof l->sockets[0])
+				break;
+			int fd = bind_one(ai);
+			if (fd < 0) {
+				char where[80];
+				format_addr(ai->ai_addr, where, sizeof where);
+				snprintf(err, errlen, "%s:%d: cannot listen on %s: %s", filename, a->line, where,
+				         strerror(errno));
+				freeaddrinfo(res);
+				return false;
+			}
+			struct sockaddr_storage bound;
+			socklen_t blen = sizeof bound;
+			char where[80];
+			getsockname(fd, (struct sockaddr *)&bound, &blen);
+			format_addr((struct sockaddr *)&bound, where, sizeof where);
+			log_info("listener %s: listening on %s", l->cfg->name, where);
+			struct listen_socket *s = &l->sockets[l->n_sockets++];
+			s->fd = fd;
+			s->owner = l;
+		}
+		freeaddrinfo(res);
+	}
+	return true;
+}
+
+/* on_accept - take every waiting connection */
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listen_socket *s = (struct listen_socket *)w;
+	(void)loop;
+	(void)revents;
+	for (;;) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof peer;
+		int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				log_error("accept: %s; pausing new connections", strerror(errno));
+				listener_pause_all(s->owner->server);
+			}
+			return; /* EAGAIN, or an aborted connection */
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
+	}
+}
+
+static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct server *srv = w->data;
+	if (!srv->draining)
+		listener_start_all(srv);
+}
+
+void listener_start_all(struct server *srv)
+{
+	for (size_t i = 0; i < srv->n_listeners; i++) {
+		struct listener *l = &srv->listeners[i];
+		for (size_t j = 0; j < l->n_sockets; j++) {
+			struct listen_socket *s = &l->sockets[j];
+			if (s->fd < 0 || ev_is_active(&s->io))
+				continue;
+			ev_io_init(&s->io, on_accept, s->fd, EV_READ);
+			ev_io_start(srv->loop, &s->io);
+		}
+	}
+}
+
+void listener_pause_all(struct server *srv)
+{
+	for (size_t i = 0; i < srv->n_listeners; i++)
+		for (size_t j = 0; j < srv->listeners[i].n_sockets; j++)
+			ev_io_stop(srv->loop, &srv->listeners[i].sockets[j].io);
+	ev_timer_init(&srv->accept_pause, on_accept_pause_end, ACCEPT_PAUSE_SECONDS, 0);
+	srv->accept_pause.data = srv;
+	ev_timer_start(srv->loop, &srv->accept_pause);
+}
+
+void listener_close_all(struct server *srv)
+{
+	ev_timer_stop(srv->loop, &srv->accept_pause);
+	for (size_t i = 0; i < srv->n_listeners; i++) {
+		struct listener *l = &srv->listeners[i];
+		for (size_t j = 0; j < l->n_sockets; j++) {
+			ev_io_stop(srv->loop, &l->sockets[j].io);
+			if (l->sockets[j].fd >= 0)
+				close(l->sockets[j].fd);
+			l->sockets[j].fd = -1;
+		}
+	}
+}

@@ -1,0 +1,45 @@
+/* server.h - what the event loop owns: the configuration in force, the
+ * listeners, the live connections */
+#ifndef STARTTLSD_SERVER_H
+#define STARTTLSD_SERVER_H
+
+#include <ev.h>
+#include <stdbool.h>
+
+#include "backend.h"
+#include "config.h"
+#include "tls.h"
+
+struct conn;
+struct server;
+
+struct listen_socket {
+	ev_io io; /* first: the watcher's address is the socket's */
+	int fd;
+	struct listener *owner;
+};
+
+/* One [section]: its sockets, credentials and backend. */
+struct listener {
+	const struct config_listener *cfg;
+	struct tls_creds *creds;
+	struct backend_addrs backend;
+	struct listen_socket sockets[CONFIG_MAX_LISTEN * 2];
+	size_t n_sockets;
+	struct server *server;
+};
+
+struct server {
+	struct ev_loop *loop;
+	struct config *cfg;
+	struct listener listeners[CONFIG_MAX_LISTENERS];
+	size_t n_listeners;
+	struct conn *conns; /* every live connection, for shutdown */
+	size_t n_conns;
+	bool draining;
+	ev_timer drain_timer;
+	ev_timer accept_pause; /* after EMFILE: accept again a little later */
+	ev_signal sig_term, sig_int, sig_hup;
+};
+
+#endif

@@ -1,0 +1,64 @@
+/* tls.h - TLS for the client side; tls.c is the only file that uses GnuTLS
+ *
+ * A tls_creds holds one listener's certificates and priority cache, built
+ * once per configuration. A tls_conn is one server-side TLS session on a
+ * non-blocking socket. Every I/O call says what it needs next: the caller
+ * must wait for readability or writability as told, which covers the TLS
+ * trap of a read that needs a write (and the reverse).
+ */
+#ifndef STARTTLSD_TLS_H
+#define STARTTLSD_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct tls_creds;
+struct tls_conn;
+
+enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_EOF, TLS_IO_ERROR };
+
+/* tls_warning_fn - receives "FILE:LINE: warning: ..." */
+typedef void tls_warning_fn(void *ctx, const char *line);
+
+/* tls_global_init - once at start-up; false with a message on failure */
+bool tls_global_init(char *err, size_t errlen);
+
+/* tls_creds_load - every cert of listener L and its priority; on failure
+ * "FILE:LINE: message" on the offending line */
+struct tls_creds *tls_creds_load(const struct config_listener *l, const char *filename,
+                                 tls_warning_fn *warn, void *warn_ctx, char *err, size_t errlen);
+void tls_creds_free(struct tls_creds *creds);
+
+/* tls_conn_new - a server session on FD, or NULL */
+struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd);
+void tls_conn_free(struct tls_conn *t);
+
+/* tls_handshake - one step; on TLS_IO_ERROR *reason_r says why */
+enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r);
+
+/* tls_read - decrypted bytes into BUF; *n_r set on TLS_IO_OK */
+enum tls_io tls_read(struct tls_conn *t, void *buf, size_t cap, size_t *n_r, const char **reason_r);
+
+/* tls_write - encrypt and send; after a WANT_* the caller offers the same
+ * bytes again (GnuTLS already holds them) */
+enum tls_io tls_write(struct tls_conn *t, const void *buf, size_t len, size_t *n_r,
+                      const char **reason_r);
+
+/* tls_pending - decrypted bytes GnuTLS holds that poll cannot see */
+size_t tls_pending(struct tls_conn *t);
+
+/* tls_bye - send close_notify, best effort, never blocking */
+void tls_bye(struct tls_conn *t);
+
+/* tls_describe - "TLS1.3/AES-256-GCM" for the session log line */
+void tls_describe(struct tls_conn *t, char *buf, size_t len);
+
+/* tls_sni - the server name the client asked for, or "-" */
+void tls_sni(struct tls_conn *t, char *buf, size_t len);
+
+/* tls_library_version - GnuTLS's version at run time */
+const char *tls_library_version(void);
+
+#endif
