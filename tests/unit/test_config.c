@@ -1,0 +1,162 @@
+/* test_config.c - the configuration parser: valid files field by field,
+ * invalid ones with their exact "FILE:LINE: message" */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "harness.h"
+
+#define MINIMAL "[mx]\nlisten = 127.0.0.1:25\nbackend = 127.0.0.1:10025\ncert = /c.pem /k.pem\n"
+
+static struct config cfg;
+static char err[1024];
+
+static bool parse(const char *text)
+{
+	err[0] = '\0';
+	return config_parse(text, strlen(text), "t.conf", &cfg, err, sizeof err);
+}
+
+/* test_valid - defaults and every value form */
+static void test_valid(void)
+{
+	CHECK(parse(MINIMAL), err);
+	const struct config_listener *l = &cfg.listeners[0];
+	CHECK(cfg.n_listeners == 1 && strcmp(l->name, "mx") == 0, "name");
+	CHECK(cfg.log_level == CONFIG_LOG_INFO && cfg.workers == 0 && cfg.drain_timeout == 60, "global defaults");
+	CHECK(l->tls == CONFIG_TLS_STARTTLS && !l->require_tls && !l->auth_before_tls, "listener defaults");
+	CHECK(l->client_addr == CONFIG_CLIENT_ADDR_NONE && !l->accept_proxy, "client address defaults");
+	CHECK(l->connect_timeout == 30 && l->handshake_timeout == 30 && l->idle_timeout == 300, "timeouts");
+	CHECK(strcmp(l->listen[0].host, "127.0.0.1") == 0 && strcmp(l->listen[0].port, "25") == 0, "listen");
+	CHECK(strcmp(l->backend.host, "127.0.0.1") == 0 && strcmp(l->backend.port, "10025") == 0, "backend");
+	CHECK(strcmp(l->certs[0].chain, "/c.pem") == 0 && strcmp(l->certs[0].key, "/k.pem") == 0, "cert");
+	CHECK(l->line == 1 && l->backend.line == 3 && l->certs[0].line == 4, "line numbers");
+
+	CHECK(parse("# comment\r\nuser = mail\r\nworkers = 4\r\nlog_level = debug\r\npid_file = /run/s.pid\r\n"
+	            "drain_timeout = 2m\r\n\r\n[a b] # trailing comment\r\nlisten = [::1]:0\r\nlisten = *:465\r\n"
+	            "listen = localhost:2525\r\nbackend = unix:/run/mta.sock\r\ntls = implicit\r\n"
+	            "cert = /one.pem\r\ncert = /two.pem /two.key\r\npriority = NORMAL:-VERS-TLS1.2\r\n"
+	            "require_tls = yes\r\nauth_before_tls = yes\r\nclient_addr = proxy-v2\r\n"
+	            "accept_proxy = yes\r\nconnect_timeout = 10s\r\nhandshake_timeout = 1h\r\n"
+	            "idle_timeout = 90\r\n[second]\nlisten=127.0.0.2:25\nbackend=[::1]:25\ncert=/x.pem\n"),
+	      err);
+	l = &cfg.listeners[0];
+	CHECK(strcmp(cfg.user, "mail") == 0 && cfg.workers == 4 && cfg.log_level == CONFIG_LOG_DEBUG, "globals");
+	CHECK(strcmp(cfg.pid_file, "/run/s.pid") == 0 && cfg.drain_timeout == 120, "pid_file, drain");
+	CHECK(cfg.n_listeners == 2 && strcmp(l->name, "a b") == 0, "two listeners");
+	CHECK(l->n_listen == 3 && strcmp(l->listen[0].host, "::1") == 0 && strcmp(l->listen[0].port, "0") == 0,
+	      "IPv6 listen without brackets, port 0");
+	CHECK(strcmp(l->listen[1].host, "*") == 0 && strcmp(l->listen[2].host, "localhost") == 0, "* and name");
+	CHECK(l->backend.is_unix && strcmp(l->backend.path, "/run/mta.sock") == 0, "unix backend");
+	CHECK(l->tls == CONFIG_TLS_IMPLICIT && l->n_certs == 2 && l->certs[0].key[0] == '\0', "tls, certs");
+	CHECK(strcmp(l->priority, "NORMAL:-VERS-TLS1.2") == 0 && l->priority_line == 16, "priority");
+	CHECK(l->require_tls && l->auth_before_tls && l->accept_proxy, "booleans");
+	CHECK(l->client_addr == CONFIG_CLIENT_ADDR_PROXY_V2, "client_addr");
+	CHECK(l->connect_timeout == 10 && l->handshake_timeout == 3600 && l->idle_timeout == 90, "durations");
+	CHECK(strcmp(cfg.listeners[1].backend.host, "::1") == 0, "IPv6 backend");
+}
+
+static const struct {
+	const char *text;
+	const char *error;
+} invalid[] = {
+	{ "", "t.conf:1: no listener section ([NAME] with listen, backend and cert)" },
+	{ "log_level = info\n", "t.conf:1: no listener section ([NAME] with listen, backend and cert)" },
+	{ MINIMAL "colour = blue\n", "t.conf:5: unknown key 'colour'" },
+	{ MINIMAL "require_tls = maybe\n", "t.conf:5: expected yes or no, not 'maybe'" },
+	{ MINIMAL "idle_timeout = 5 minutes\n", "t.conf:5: bad duration '5 minutes' (seconds, or a number with s, m or h; more than 0, at most 7 days)" },
+	{ MINIMAL "idle_timeout = 0\n", "t.conf:5: bad duration '0' (seconds, or a number with s, m or h; more than 0, at most 7 days)" },
+	{ MINIMAL "idle_timeout = 99999999999999999999\n", "t.conf:5: bad duration '99999999999999999999' (seconds, or a number with s, m or h; more than 0, at most 7 days)" },
+	{ MINIMAL "tls = starttls\ntls = implicit\n", "t.conf:6: tls given twice" },
+	{ MINIMAL "tls = ssl\n", "t.conf:5: tls must be starttls or implicit, not 'ssl'" },
+	{ MINIMAL "user = mail\n", "t.conf:5: user is a global key: put it before the first [section]" },
+	{ "listen = 127.0.0.1:25\n", "t.conf:1: listen belongs in a [listener] section" },
+	{ "[mx]\nbackend = 127.0.0.1:10025\ncert = /c.pem\n", "t.conf:1: listener 'mx' has no listen line" },
+	{ "[mx]\nlisten = 127.0.0.1:25\ncert = /c.pem\n[b]\n", "t.conf:1: listener 'mx' has no backend line" },
+	{ "[mx]\nlisten = 127.0.0.1:25\nbackend = 127.0.0.1:1\n", "t.conf:1: listener 'mx' has no cert line" },
+	{ MINIMAL "listen = 127.0.0.1:65536\n", "t.conf:5: bad port '65536'" },
+	{ MINIMAL "listen = 127.0.0.1\n", "t.conf:5: bad address '127.0.0.1' (expected ADDR:PORT)" },
+	{ MINIMAL "listen = ::1:25\n", "t.conf:5: bad address '::1:25' (put an IPv6 address in brackets)" },
+	{ MINIMAL "listen = [::1]25\n", "t.conf:5: bad address '[::1]25' (expected [IPV6]:PORT)" },
+	{ MINIMAL "listen = :25\n", "t.conf:5: bad address ':25' (no host)" },
+	{ "[mx]\nlisten = 127.0.0.1:25\nbackend = unix:run/mta.sock\n", "t.conf:3: unix socket path must be absolute, not 'run/mta.sock'" },
+	{ "[mx]\nlisten = 127.0.0.1:25\nbackend = *:25\n", "t.conf:3: backend needs a host, not '*'" },
+	{ MINIMAL "cert = /a /b /c\n", "t.conf:5: cert takes CHAIN.pem and an optional KEY.pem" },
+	{ MINIMAL "[mx]\n", "t.conf:5: duplicate listener name 'mx'" },
+	{ MINIMAL "[ ]\n", "t.conf:5: empty section name" },
+	{ MINIMAL "[mx\n", "t.conf:5: bad section header (expected [NAME])" },
+	{ MINIMAL "just words\n", "t.conf:5: expected 'key = value' or '[NAME]'" },
+	{ MINIMAL "priority =\n", "t.conf:5: priority has no value" },
+	{ "workers = 0\n" MINIMAL, "t.conf:1: workers must be auto or 1 to 256, not '0'" },
+	{ "log_level = loud\n" MINIMAL, "t.conf:1: log_level must be error, warning, info or debug, not 'loud'" },
+	{ MINIMAL "client_addr = haproxy\n", "t.conf:5: client_addr must be none, xclient, proxy-v1 or proxy-v2, not 'haproxy'" },
+};
+
+/* test_invalid - each bad file, with its exact message and line */
+static void test_invalid(void)
+{
+	for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+		bool ok = parse(invalid[i].text);
+		CHECK(!ok, invalid[i].error);
+		CHECK_BYTES(err, strlen(err), invalid[i].error, strlen(invalid[i].error), invalid[i].text);
+	}
+
+	/* Too long for a field: refused, never cut short. */
+	static char text[8192];
+	char name[100];
+	memset(name, 'n', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	snprintf(text, sizeof text, "[%s]\n", name);
+	CHECK(!parse(text) && strstr(err, "t.conf:1: listener name is too long"), err);
+
+	/* A NUL byte is an error, and nothing is read past the length. */
+	static const char with_nul[] = MINIMAL "tls = implicit\0\n";
+	CHECK(!config_parse(with_nul, sizeof with_nul - 1, "t.conf", &cfg, err, sizeof err), "NUL");
+	CHECK(strcmp(err, "t.conf:5: NUL byte in the file") == 0, err);
+	/* Only LEN bytes are read: cut after "tls = ", the key has no value. */
+	CHECK(!config_parse(MINIMAL "tls = implicit", strlen(MINIMAL) + 6, "t.conf", &cfg, err, sizeof err),
+	      "length respected");
+	CHECK(strcmp(err, "t.conf:5: tls has no value") == 0, err);
+}
+
+static char warnings[4096];
+
+static void collect(void *ctx, const char *line)
+{
+	(void)ctx;
+	strncat(warnings, line, sizeof warnings - strlen(warnings) - 2);
+	strcat(warnings, "\n");
+}
+
+/* test_warnings - the open-relay and port 25 require_tls warnings */
+static void test_warnings(void)
+{
+	static const struct {
+		const char *text;
+		const char *want;
+	} cases[] = {
+		{ MINIMAL, "t.conf:3: warning: listener 'mx': with client_addr = none every session reaches the "
+		           "backend from a local address, so a backend that trusts local addresses for relaying "
+		           "becomes an open relay; remove loopback from its trusted networks (Postfix: mynetworks) "
+		           "or pass the client's address with client_addr\n" },
+		{ "[mx]\nlisten = *:25\nbackend = 192.0.2.1:25\ncert = /c.pem\nrequire_tls = yes\n",
+		  "t.conf:5: warning: listener 'mx': require_tls = yes on port 25: RFC 3207 section 4 forbids a "
+		  "publicly referenced server to require STARTTLS for local delivery\n" },
+		{ "[mx]\nlisten = *:587\nbackend = 192.0.2.1:25\ncert = /c.pem\nrequire_tls = yes\n", "" },
+		{ "[mx]\nlisten = *:25\nbackend = mail.example.org:25\ncert = /c.pem\n", "" },
+		{ "[mx]\nlisten = *:25\nbackend = 127.0.0.1:25\ncert = /c.pem\nclient_addr = xclient\n", "" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		warnings[0] = '\0';
+		CHECK(parse(cases[i].text), err);
+		config_warnings(&cfg, "t.conf", collect, NULL);
+		CHECK_BYTES(warnings, strlen(warnings), cases[i].want, strlen(cases[i].want), cases[i].text);
+	}
+}
+
+void run_config_tests(void)
+{
+	test_valid();
+	test_invalid();
+	test_warnings();
+}
