@@ -500,20 +500,24 @@ static void conn_run(struct conn *c)
 	int round;
 	for (round = 0; round < ROUNDS_PER_EVENT && !c->dead; round++) {
 		bool moved = false;
+		/* Only the session's progress keeps it alive: a client
+		 * trickling a line a byte at a time still times out
+		 * (RFC 5321 section 4.5.3.2). */
+		bool progress = false;
 		if (c->lingering) {
 			moved |= linger_read(c);
 		} else {
-			moved |= handshake_step(c);
+			progress |= handshake_step(c);
 			moved |= finish_backend_connect(c);
 			if (c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing)
 				moved |= client_read(c);
 			moved |= backend_read(c);
-			moved |= feed(c);
+			progress |= feed(c);
 			apply_actions(c);
 			if (c->dead)
 				break;
-			moved |= client_write(c);
-			moved |= backend_write(c);
+			progress |= client_write(c);
+			progress |= backend_write(c);
 			/* TLS data already decrypted is invisible to poll. */
 			if (c->client_tls == CLIENT_TLS && c->tls && tls_pending(c->tls) > 0 &&
 			    c->cin_len < sizeof c->cin)
@@ -528,9 +532,9 @@ static void conn_run(struct conn *c)
 				moved = true;
 			}
 		}
-		if (moved && !c->dead)
+		if (progress && !c->dead && !c->closing)
 			ev_timer_again(c->srv->loop, &c->idle_timer);
-		if (!moved)
+		if (!moved && !progress)
 			break;
 	}
 	if (c->dead) {
@@ -597,7 +601,7 @@ static void on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct conn *c = w->data;
 	(void)loop;
 	(void)revents;
-	if (c->client_tls == CLIENT_HANDSHAKE || c->lingering) {
+	if (c->client_tls == CLIENT_HANDSHAKE || c->lingering || c->closing) {
 		fail(c, "idle-timeout");
 	} else {
 		session_idle_timeout(&c->session);
