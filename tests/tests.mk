@@ -14,6 +14,7 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS)
 # new inputs go to a scratch folder)
 fuzz: $(FUZZ_TARGETS)
 	tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	tests/fuzz/negative 120 $(FUZZ_CC)
 
 # integration - the real proxy with real clients and backends
 integration: $(PROXY_BIN)
