@@ -355,7 +355,9 @@ static bool step_commands(struct session *s, const uint8_t *p, size_t n, size_t 
 	if (line_len == 0) {
 		if (n < SESSION_LINE_MAX)
 			return false; /* wait for the rest of the line */
-		/* Too long: the rest of it is never read as a command. */
+		/* Too long: refused now, without waiting for its end, and
+		 * the rest of it is never read as a command. */
+		reply_local(s, REPLY_LINE_TOO_LONG);
 		s->phase = CLIENT_SKIP_LONG_LINE;
 		*used_r = SESSION_LINE_MAX;
 		return true;
@@ -385,10 +387,11 @@ static bool step_auth_response(struct session *s, const uint8_t *p, size_t n, si
 			*used_r = line_len;
 			return true;
 		}
-		if (n >= SESSION_LINE_MAX) {
+		if (n >= SESSION_LINE_MAX && s->queue_len + 2 <= SESSION_QUEUE_MAX) {
 			/* Cancel the exchange ("*", RFC 4954 section 4) rather
 			 * than leave the backend waiting; its 501 is swallowed. */
 			relay_line(s, (const uint8_t *)"*", 1, PENDING_SWALLOW);
+			reply_local(s, REPLY_LINE_TOO_LONG);
 			s->phase = CLIENT_SKIP_LONG_LINE;
 			*used_r = SESSION_LINE_MAX;
 			return true;
@@ -405,9 +408,6 @@ static bool step_skip_long_line(struct session *s, const uint8_t *p, size_t n, s
 		*used_r = n;
 		return true;
 	}
-	if (s->queue_len == SESSION_QUEUE_MAX)
-		return false;
-	reply_local(s, REPLY_LINE_TOO_LONG);
 	s->phase = CLIENT_COMMANDS;
 	*used_r = (size_t)(lf - p) + 1;
 	return true;

@@ -356,10 +356,14 @@ static void test_long_lines(bool trickle)
 	size_t n = 2 * SESSION_LINE_MAX;
 	memset(line, 'A', n);
 	memcpy(line + n, "RSET\r\nNOOP\r\n", 12);
-	driver_client(&d, line, n + 12, trickle);
+	/* The refusal comes once the limit is passed, not at the line's end. */
+	driver_client(&d, line, n, trickle);
 	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
 	const char *want_client = "220 hi\r\n500 5.5.2 Line too long\r\n";
 	CHECK_BYTES(out_client, client_len, want_client, strlen(want_client), ctx);
+	driver_client(&d, line + n, 12, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+	CHECK(client_len == 0, ctx);
 	CHECK_BYTES(out_backend, backend_len, "NOOP\r\n", 6, ctx);
 }
 
