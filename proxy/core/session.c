@@ -835,7 +835,9 @@ void session_shutdown(struct session *s)
 
 bool session_is_idle(const struct session *s)
 {
-	return s->queue_len == 0 && !s->in_transaction && s->phase == CLIENT_COMMANDS;
+	/* A client in the middle of an overlong line is not in a transaction. */
+	bool between_commands = s->phase == CLIENT_COMMANDS || s->phase == CLIENT_SKIP_LONG_LINE;
+	return s->queue_len == 0 && !s->in_transaction && between_commands;
 }
 
 enum session_action session_next_action(struct session *s)
