@@ -42,6 +42,7 @@ CORE_SRCS = \
 EDGE_SRCS = \
 	proxy/backend.c \
 	proxy/conn.c \
+	proxy/generation.c \
 	proxy/listener.c \
 	proxy/log.c \
 	proxy/main.c \

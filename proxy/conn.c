@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "generation.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -106,6 +107,7 @@ static void conn_free(struct conn *c)
 	close_backend(c);
 	tls_conn_free(c->tls);
 	close(c->cfd);
+	generation_unref(c->listener->gen);
 
 	if (c->prev)
 		c->prev->next = c->next;
@@ -633,6 +635,7 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	}
 	memset(c, 0, offsetof(struct conn, cin));
 	c->listener = l;
+	generation_ref(l->gen); /* a reload does not pull it from under the session */
 	c->srv = srv;
 	c->cfd = fd;
 	c->bfd = -1;

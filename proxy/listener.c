@@ -55,42 +55,113 @@ static int bind_one(const struct addrinfo *ai)
 	return fd;
 }
 
-bool listener_bind(struct listener *l, const char *filename, char *err, size_t errlen)
+/* serves - socket S can serve listen line A of listener L after a reload:
+ * the same address, and for port 0 (the system's choice, a different port
+ * each time) also the same listener */
+static bool serves(const struct listen_socket *s, const struct listener *l, const struct config_listen *a)
 {
-	for (size_t i = 0; i < l->cfg->n_listen; i++) {
-		const struct config_listen *a = &l->cfg->listen[i];
-		bool wildcard = strcmp(a->host, "*") == 0;
-		struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-			                  .ai_flags = AI_PASSIVE | (wildcard ? 0 : AI_NUMERICSERV) };
-		struct addrinfo *res;
-		int r = getaddrinfo(wildcard ? NULL : a->host, a->port, &hints, &res);
-		if (r != 0) {
-			snprintf(err, errlen, "%s:%d: listen %s: %s", filename, a->line, a->host, gai_strerror(r));
-			return false;
+	if (s->fd < 0 || strcmp(s->addr->host, a->host) != 0 || strcmp(s->addr->port, a->port) != 0)
+		return false;
+	return strcmp(a->port, "0") != 0 || strcmp(s->owner->cfg->name, l->cfg->name) == 0;
+}
+
+/* old_has - OLD already has a socket for listen line A of L */
+static bool old_has(const struct generation *old, const struct listener *l, const struct config_listen *a)
+{
+	for (size_t i = 0; old && i < old->n_listeners; i++)
+		for (size_t j = 0; j < old->listeners[i].n_sockets; j++)
+			if (serves(&old->listeners[i].sockets[j], l, a))
+				return true;
+	return false;
+}
+
+/* add_socket - one more socket for L */
+static bool add_socket(struct listener *l, int fd, const struct config_listen *a)
+{
+	if (l->n_sockets == sizeof l->sockets / sizeof l->sockets[0])
+		return false;
+	struct listen_socket *s = &l->sockets[l->n_sockets++];
+	s->fd = fd;
+	s->owner = l;
+	s->addr = a;
+	return true;
+}
+
+/* bind_line - new sockets for listen line A of L */
+static bool bind_line(struct listener *l, const struct config_listen *a, const char *filename, char *err,
+                      size_t errlen)
+{
+	bool wildcard = strcmp(a->host, "*") == 0;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+		                  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res;
+	int r = getaddrinfo(wildcard ? NULL : a->host, a->port, &hints, &res);
+	if (r != 0) {
+		snprintf(err, errlen, "%s:%d: listen %s: %s", filename, a->line, a->host, gai_strerror(r));
+		return false;
+	}
+	bool ok = true;
+	for (struct addrinfo *ai = res; ai && ok; ai = ai->ai_next) {
+		char where[80];
+		int fd = bind_one(ai);
+		if (fd < 0 || !add_socket(l, fd, a)) {
+			format_addr(ai->ai_addr, where, sizeof where);
+			snprintf(err, errlen, "%s:%d: cannot listen on %s: %s", filename, a->line, where,
+			         fd < 0 ? strerror(errno) : "too many sockets");
+			if (fd >= 0)
+				close(fd);
+			ok = false;
+			break;
 		}
-		for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-			if (l->n_sockets == sizeof l->sockets / sizeof l->sockets[0])
-				break;
-			int fd = bind_one(ai);
-			if (fd < 0) {
-				char where[80];
-				format_addr(ai->ai_addr, where, sizeof where);
-				snprintf(err, errlen, "%s:%d: cannot listen on %s: %s", filename, a->line, where,
-				         strerror(errno));
-				freeaddrinfo(res);
+		struct sockaddr_storage bound;
+		socklen_t blen = sizeof bound;
+		getsockname(fd, (struct sockaddr *)&bound, &blen);
+		format_addr((struct sockaddr *)&bound, where, sizeof where);
+		log_info("listener %s: listening on %s", l->cfg->name, where);
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+/* adopt_line - move OLD's sockets for listen line A to L */
+static void adopt_line(struct server *srv, struct listener *l, const struct config_listen *a,
+                       struct generation *old)
+{
+	for (size_t i = 0; i < old->n_listeners; i++) {
+		struct listener *ol = &old->listeners[i];
+		for (size_t j = 0; j < ol->n_sockets; j++) {
+			struct listen_socket *s = &ol->sockets[j];
+			if (!serves(s, l, a))
+				continue;
+			ev_io_stop(srv->loop, &s->io);
+			if (add_socket(l, s->fd, a))
+				s->fd = -1;
+		}
+	}
+}
+
+bool listener_bind_all(struct generation *gen, struct generation *old, const char *filename, char *err,
+                       size_t errlen)
+{
+	/* First everything that can fail: new addresses. */
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		struct listener *l = &gen->listeners[i];
+		for (size_t j = 0; j < l->cfg->n_listen; j++) {
+			if (old_has(old, l, &l->cfg->listen[j]))
+				continue;
+			if (!bind_line(l, &l->cfg->listen[j], filename, err, errlen)) {
+				for (size_t k = 0; k <= i; k++)
+					for (size_t m = 0; m < gen->listeners[k].n_sockets; m++)
+						close(gen->listeners[k].sockets[m].fd);
 				return false;
 			}
-			struct sockaddr_storage bound;
-			socklen_t blen = sizeof bound;
-			char where[80];
-			getsockname(fd, (struct sockaddr *)&bound, &blen);
-			format_addr((struct sockaddr *)&bound, where, sizeof where);
-			log_info("listener %s: listening on %s", l->cfg->name, where);
-			struct listen_socket *s = &l->sockets[l->n_sockets++];
-			s->fd = fd;
-			s->owner = l;
 		}
-		freeaddrinfo(res);
+	}
+	/* Then what cannot: unchanged addresses keep their sockets. */
+	for (size_t i = 0; old && i < gen->n_listeners; i++) {
+		struct listener *l = &gen->listeners[i];
+		for (size_t j = 0; j < l->cfg->n_listen; j++)
+			adopt_line(gen->listeners[i].server, l, &l->cfg->listen[j], old);
 	}
 	return true;
 }
@@ -129,8 +200,9 @@ static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
 
 void listener_start_all(struct server *srv)
 {
-	for (size_t i = 0; i < srv->n_listeners; i++) {
-		struct listener *l = &srv->listeners[i];
+	struct generation *gen = srv->current;
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		struct listener *l = &gen->listeners[i];
 		for (size_t j = 0; j < l->n_sockets; j++) {
 			struct listen_socket *s = &l->sockets[j];
 			if (s->fd < 0 || ev_is_active(&s->io))
@@ -143,19 +215,20 @@ void listener_start_all(struct server *srv)
 
 void listener_pause_all(struct server *srv)
 {
-	for (size_t i = 0; i < srv->n_listeners; i++)
-		for (size_t j = 0; j < srv->listeners[i].n_sockets; j++)
-			ev_io_stop(srv->loop, &srv->listeners[i].sockets[j].io);
+	struct generation *gen = srv->current;
+	for (size_t i = 0; i < gen->n_listeners; i++)
+		for (size_t j = 0; j < gen->listeners[i].n_sockets; j++)
+			ev_io_stop(srv->loop, &gen->listeners[i].sockets[j].io);
 	ev_timer_init(&srv->accept_pause, on_accept_pause_end, ACCEPT_PAUSE_SECONDS, 0);
 	srv->accept_pause.data = srv;
 	ev_timer_start(srv->loop, &srv->accept_pause);
 }
 
-void listener_close_all(struct server *srv)
+void listener_close_all(struct server *srv, struct generation *gen)
 {
 	ev_timer_stop(srv->loop, &srv->accept_pause);
-	for (size_t i = 0; i < srv->n_listeners; i++) {
-		struct listener *l = &srv->listeners[i];
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		struct listener *l = &gen->listeners[i];
 		for (size_t j = 0; j < l->n_sockets; j++) {
 			ev_io_stop(srv->loop, &l->sockets[j].io);
 			if (l->sockets[j].fd >= 0)

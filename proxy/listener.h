@@ -12,16 +12,20 @@ struct sockaddr;
 /* format_addr - "192.0.2.1:25", "[2001:db8::1]:25" or "local" */
 void format_addr(const struct sockaddr *sa, char *buf, size_t len);
 
-/* listener_bind - bind every listen line of L; "FILE:LINE: message" on failure */
-bool listener_bind(struct listener *l, const char *filename, char *err, size_t errlen);
+/* listener_bind_all - give every listener of GEN its sockets: the sockets
+ * of OLD (the generation in force, or NULL) for unchanged listen lines, new
+ * ones for the rest. All or nothing: on failure OLD keeps all its sockets and
+ * ERR says "FILE:LINE: message". */
+bool listener_bind_all(struct generation *gen, struct generation *old, const char *filename, char *err,
+                       size_t errlen);
 
-/* listener_start - accept on every socket of every listener */
+/* listener_start_all - accept on every socket of the generation in force */
 void listener_start_all(struct server *srv);
 
 /* listener_pause_all - stop accepting for a while (out of descriptors) */
 void listener_pause_all(struct server *srv);
 
-/* listener_close_all - stop accepting and close the sockets (shutdown) */
-void listener_close_all(struct server *srv);
+/* listener_close_all - stop accepting on GEN's sockets and close them */
+void listener_close_all(struct server *srv, struct generation *gen);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "generation.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
@@ -21,7 +22,6 @@
 
 #define STARTTLSD_VERSION "0.1.0"
 #define DEFAULT_CONFIG "/etc/starttlsd/starttlsd.conf"
-#define CONFIG_FILE_MAX (1024 * 1024)
 #define ERR_MAX 2048
 
 static void usage(void)
@@ -32,27 +32,6 @@ static void usage(void)
 	exit(1);
 }
 
-/* read_file - the whole configuration file, bounded */
-static char *read_file(const char *path, size_t *len_r, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
-		return NULL;
-	}
-	char *text = malloc(CONFIG_FILE_MAX + 1);
-	size_t n = text ? fread(text, 1, CONFIG_FILE_MAX + 1, f) : 0;
-	bool bad = ferror(f) || !text;
-	fclose(f);
-	if (bad || n > CONFIG_FILE_MAX) {
-		snprintf(err, errlen, "%s:0: %s", path, bad ? "cannot read" : "file too large (at most 1 MiB)");
-		free(text);
-		return NULL;
-	}
-	*len_r = n;
-	return text;
-}
-
 /* print_warning - start-up warnings go to the log, or stderr for -t */
 static void print_warning(void *ctx, const char *line)
 {
@@ -60,58 +39,6 @@ static void print_warning(void *ctx, const char *line)
 		fprintf(stderr, "%s\n", line);
 	else
 		log_warning("%s", line);
-}
-
-/* check_supported - keys this version parses but does not implement yet are
- * refused rather than ignored: ignoring client_addr would hide the open-relay
- * danger the admin meant to close */
-static bool check_supported(const struct config *cfg, const char *path, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		const struct config_listener *l = &cfg->listeners[i];
-		if (l->client_addr != CONFIG_CLIENT_ADDR_NONE) {
-			snprintf(err, errlen, "%s:%d: client_addr other than none is not supported in this version",
-			         path, l->client_addr_line);
-			return false;
-		}
-		if (l->accept_proxy) {
-			snprintf(err, errlen, "%s:%d: accept_proxy = yes is not supported in this version", path,
-			         l->accept_proxy_line);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* load - configuration, credentials and backend addresses, all or nothing */
-static bool load(struct server *srv, const char *path, bool to_stderr, char *err, size_t errlen)
-{
-	size_t len;
-	char *text = read_file(path, &len, err, errlen);
-	if (!text)
-		return false;
-	srv->cfg = calloc(1, sizeof *srv->cfg);
-	bool ok = srv->cfg && config_parse(text, len, path, srv->cfg, err, errlen);
-	free(text);
-	if (!ok)
-		return false;
-	if (!check_supported(srv->cfg, path, err, errlen))
-		return false;
-	void *warn_ctx = to_stderr ? srv : NULL;
-	config_warnings(srv->cfg, path, print_warning, warn_ctx);
-
-	srv->n_listeners = srv->cfg->n_listeners;
-	for (size_t i = 0; i < srv->n_listeners; i++) {
-		struct listener *l = &srv->listeners[i];
-		l->cfg = &srv->cfg->listeners[i];
-		l->server = srv;
-		l->creds = tls_creds_load(l->cfg, path, print_warning, warn_ctx, err, errlen);
-		if (!l->creds)
-			return false;
-		if (!backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen))
-			return false;
-	}
-	return true;
 }
 
 /* drop_privileges - become USER and its groups, for good */
@@ -184,23 +111,44 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	log_info("signal %d: shutting down", w->signum);
 	srv->draining = true;
-	listener_close_all(srv);
+	listener_close_all(srv, srv->current);
 	conn_shutdown_all(srv);
 	if (srv->n_conns == 0) {
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
-	ev_timer_init(&srv->drain_timer, on_drain_timeout, srv->cfg->drain_timeout, 0);
+	ev_timer_init(&srv->drain_timer, on_drain_timeout, srv->current->cfg.drain_timeout, 0);
 	srv->drain_timer.data = srv;
 	ev_timer_start(loop, &srv->drain_timer);
 }
 
+/* on_hup - SIGHUP: load a whole new generation beside the one in force and
+ * swap it in only if all of it loaded; sessions keep the one they started
+ * with */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)loop;
-	(void)w;
 	(void)revents;
-	log_info("reload is not implemented yet; configuration unchanged");
+	struct server *srv = w->data;
+	char err[ERR_MAX];
+	if (srv->draining)
+		return;
+	struct generation *old = srv->current;
+	struct generation *gen = generation_load(srv, srv->config_path, print_warning, NULL, err, sizeof err);
+	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
+		log_error("reload refused, the configuration in force stays: %s", err);
+		if (gen)
+			generation_unref(gen);
+		return;
+	}
+	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
+		log_warning("user and workers changes take effect at the next restart");
+	srv->current = gen;
+	listener_close_all(srv, old); /* only the sockets the new one did not take */
+	generation_unref(old);
+	log_setup(srv->log_to_stderr, (enum log_level)gen->cfg.log_level);
+	listener_start_all(srv);
+	log_info("reloaded %s", srv->config_path);
 }
 
 int main(int argc, char **argv)
@@ -237,32 +185,35 @@ int main(int argc, char **argv)
 		fprintf(stderr, "starttlsd: %s\n", err);
 		return 1;
 	}
-	if (!load(&srv, path, true, err, sizeof err)) {
+	srv.config_path = path;
+	srv.current = generation_load(&srv, path, print_warning, &srv, err, sizeof err);
+	if (!srv.current) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
 	if (check_only)
 		return 0;
-	if (srv.cfg->workers > 1)
+	const struct config *cfg = &srv.current->cfg;
+	if (cfg->workers > 1)
 		fprintf(stderr, "starttlsd: warning: this version runs one worker process (workers = %u)\n",
-		        srv.cfg->workers);
+		        cfg->workers);
 
-	log_setup(true, (enum log_level)srv.cfg->log_level);
-	for (size_t i = 0; i < srv.n_listeners; i++) {
-		if (!listener_bind(&srv.listeners[i], path, err, sizeof err)) {
-			fprintf(stderr, "%s\n", err);
-			return 1;
-		}
+	srv.log_to_stderr = true;
+	log_setup(true, (enum log_level)cfg->log_level);
+	if (!listener_bind_all(srv.current, NULL, path, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (!foreground) {
 		daemonize();
-		log_setup(false, (enum log_level)srv.cfg->log_level);
+		srv.log_to_stderr = false;
+		log_setup(false, (enum log_level)cfg->log_level);
 	}
-	if (srv.cfg->user[0])
-		drop_privileges(srv.cfg->user);
-	if (srv.cfg->pid_file[0])
-		write_pid_file(srv.cfg->pid_file);
+	if (cfg->user[0])
+		drop_privileges(cfg->user);
+	if (cfg->pid_file[0])
+		write_pid_file(cfg->pid_file);
 
 	srv.loop = ev_default_loop(EVFLAG_AUTO);
 	ev_signal_init(&srv.sig_term, on_stop, SIGTERM);
@@ -279,10 +230,8 @@ int main(int argc, char **argv)
 
 	log_info("stopped");
 	ev_timer_stop(srv.loop, &srv.drain_timer);
-	for (size_t i = 0; i < srv.n_listeners; i++)
-		tls_creds_free(srv.listeners[i].creds);
-	if (srv.cfg->pid_file[0])
-		unlink(srv.cfg->pid_file);
-	free(srv.cfg);
+	if (srv.current->cfg.pid_file[0])
+		unlink(srv.current->cfg.pid_file);
+	generation_unref(srv.current);
 	return 0;
 }

@@ -17,6 +17,7 @@ struct listen_socket {
 	ev_io io; /* first: the watcher's address is the socket's */
 	int fd;
 	struct listener *owner;
+	const struct config_listen *addr; /* the listen line it serves */
 };
 
 /* One [section]: its sockets, credentials and backend. */
@@ -27,13 +28,22 @@ struct listener {
 	struct listen_socket sockets[CONFIG_MAX_LISTEN * 2];
 	size_t n_sockets;
 	struct server *server;
+	struct generation *gen;
+};
+
+/* One loaded configuration (generation.h). */
+struct generation {
+	unsigned refs; /* the server's while in force, and one per connection */
+	struct config cfg;
+	struct listener listeners[CONFIG_MAX_LISTENERS];
+	size_t n_listeners;
 };
 
 struct server {
 	struct ev_loop *loop;
-	struct config *cfg;
-	struct listener listeners[CONFIG_MAX_LISTENERS];
-	size_t n_listeners;
+	const char *config_path;
+	bool log_to_stderr;
+	struct generation *current; /* in force for new connections */
 	struct conn *conns; /* every live connection, for shutdown */
 	size_t n_conns;
 	bool draining;
