@@ -35,6 +35,7 @@ CORE_SRCS = \
 	proxy/core/config.c \
 	proxy/core/data_scanner.c \
 	proxy/core/ehlo_filter.c \
+	proxy/core/proxy_header.c \
 	proxy/core/session.c \
 	proxy/core/smtp_command.c \
 	proxy/core/smtp_reply.c
@@ -54,6 +55,7 @@ UNIT_SRCS = \
 	tests/unit/test_config.c \
 	tests/unit/test_data_scanner.c \
 	tests/unit/test_ehlo_filter.c \
+	tests/unit/test_proxy_header.c \
 	tests/unit/session_driver.c \
 	tests/unit/test_session.c
 

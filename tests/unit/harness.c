@@ -54,6 +54,7 @@ int main(void)
 	run_config_tests();
 	run_data_scanner_tests();
 	run_ehlo_filter_tests();
+	run_proxy_header_tests();
 	run_session_tests();
 	printf("unit: %u passed, %u failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;

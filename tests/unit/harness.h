@@ -24,6 +24,7 @@ void run_buf_tests(void);
 void run_config_tests(void);
 void run_data_scanner_tests(void);
 void run_ehlo_filter_tests(void);
+void run_proxy_header_tests(void);
 void run_session_tests(void);
 
 #endif

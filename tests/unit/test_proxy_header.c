@@ -1,0 +1,212 @@
+/* test_proxy_header.c - PROXY protocol v1 and v2: every malformed case of
+ * the specification, each valid header also offered at every shorter
+ * length (incomplete, never accepted early) and with SMTP bytes after it */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "proxy_header.h"
+
+static const uint8_t SIG[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
+
+/* crc32c_table - an independent, table-driven CRC-32C for building headers */
+static uint32_t crc32c_table(const uint8_t *p, size_t n)
+{
+	static uint32_t table[256];
+	if (!table[1])
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+			table[i] = c;
+		}
+	uint32_t crc = 0xFFFFFFFFu;
+	for (size_t i = 0; i < n; i++)
+		crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* v2 - build a v2 header: command, family/transport byte, address block, TLVs */
+static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *addr, size_t addr_len,
+                 const uint8_t *tlvs, size_t tlv_len)
+{
+	memcpy(out, SIG, 12);
+	out[12] = ver_cmd;
+	out[13] = fam;
+	size_t len = addr_len + tlv_len;
+	out[14] = (uint8_t)(len >> 8);
+	out[15] = (uint8_t)len;
+	memcpy(out + 16, addr, addr_len);
+	memcpy(out + 16 + addr_len, tlvs, tlv_len);
+	return 16 + len;
+}
+
+static const uint8_t V4_ADDRS[12] = { 192, 0, 2, 7, 198, 51, 100, 1, 0xC3, 0x50, 0x00, 0x19 }; /* :50000 -> :25 */
+
+static void check_v4_source(const struct proxy_header *h, const char *ctx)
+{
+	const struct sockaddr_in *in = (const struct sockaddr_in *)&h->source;
+	char text[INET_ADDRSTRLEN] = "";
+	CHECK(!h->local && in->sin_family == AF_INET, ctx);
+	inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+	CHECK(strcmp(text, "192.0.2.7") == 0 && ntohs(in->sin_port) == 50000, ctx);
+}
+
+/* expect - whole, every prefix, and with trailing SMTP bytes */
+static void expect(const uint8_t *p, size_t n, enum proxy_header_result want, const char *ctx)
+{
+	struct proxy_header h;
+	CHECK(proxy_header_parse(p, n, &h) == want, ctx);
+	if (want == PROXY_HEADER_DONE) {
+		CHECK(h.length == n, ctx);
+		for (size_t k = 1; k < n; k++)
+			CHECK(proxy_header_parse(p, k, &h) == PROXY_HEADER_INCOMPLETE, ctx);
+		uint8_t more[PROXY_HEADER_MAX + 64];
+		memcpy(more, p, n);
+		memcpy(more + n, "EHLO x\r\n", 8);
+		CHECK(proxy_header_parse(more, n + 8, &h) == PROXY_HEADER_DONE && h.length == n, ctx);
+	}
+}
+
+static void test_v1(void)
+{
+	static const struct {
+		const char *line;
+		enum proxy_header_result want;
+	} cases[] = {
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\n", PROXY_HEADER_DONE },
+		{ "PROXY TCP6 2001:db8::7 2001:db8::1 50000 25\r\n", PROXY_HEADER_DONE },
+		{ "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n",
+		  PROXY_HEADER_DONE },
+		{ "PROXY UNKNOWN\r\n", PROXY_HEADER_DONE },
+		{ "PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", PROXY_HEADER_DONE },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\n", PROXY_HEADER_INVALID },     /* LF only */
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\r\n", PROXY_HEADER_INVALID }, /* CR inside */
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 050000 25\r\n", PROXY_HEADER_INVALID },  /* leading zero */
+		{ "PROXY TCP4 192.0.2.07 198.51.100.1 50000 25\r\n", PROXY_HEADER_INVALID },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 65536 25\r\n", PROXY_HEADER_INVALID },
+		{ "PROXY TCP4 2001:db8::7 2001:db8::1 50000 25\r\n", PROXY_HEADER_INVALID }, /* family mismatch */
+		{ "PROXY TCP6 192.0.2.7 198.51.100.1 50000 25\r\n", PROXY_HEADER_INVALID },
+		{ "PROXY TCP4  192.0.2.7 198.51.100.1 50000 25\r\n", PROXY_HEADER_INVALID }, /* doubled space */
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 50000\r\n", PROXY_HEADER_INVALID },
+		{ "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25 9\r\n", PROXY_HEADER_INVALID },
+		{ "PROXY UDP4 192.0.2.7 198.51.100.1 50000 25\r\n", PROXY_HEADER_INVALID },
+		{ "PROXY\r\n", PROXY_HEADER_INVALID },
+		{ "proxy TCP4 192.0.2.7 198.51.100.1 50000 25\r\n", PROXY_HEADER_INVALID },
+		{ "EHLO client.example\r\n", PROXY_HEADER_INVALID }, /* never guessed */
+		{ "\x16\x03\x01\x00\xa5", PROXY_HEADER_INVALID },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		expect((const uint8_t *)cases[i].line, strlen(cases[i].line), cases[i].want, cases[i].line);
+
+	struct proxy_header h;
+	const char *ok = "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\n";
+	CHECK(proxy_header_parse((const uint8_t *)ok, strlen(ok), &h) == PROXY_HEADER_DONE, "v1 address");
+	check_v4_source(&h, "v1 source");
+
+	/* 107 bytes and still no CR LF: the limit of section 2.1. */
+	char longer[200];
+	memset(longer, 'x', sizeof longer);
+	memcpy(longer, "PROXY TCP6 ", 11);
+	CHECK(proxy_header_parse((const uint8_t *)longer, 106, &h) == PROXY_HEADER_INCOMPLETE, "106 bytes");
+	CHECK(proxy_header_parse((const uint8_t *)longer, 107, &h) == PROXY_HEADER_INVALID, "107 bytes");
+}
+
+static void test_v2(void)
+{
+	uint8_t hdr[PROXY_HEADER_MAX + 16], tlv[64];
+	struct proxy_header h;
+	size_t n;
+
+	CHECK(crc32c_table((const uint8_t *)"123456789", 9) == 0xE3069283u, "CRC-32C test vector");
+
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, NULL, 0);
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 TCP4");
+	proxy_header_parse(hdr, n, &h);
+	check_v4_source(&h, "v2 source");
+
+	uint8_t v6[36] = { 0x20, 0x01, 0x0d, 0xb8 };
+	v6[15] = 7;
+	v6[32] = 0xC3, v6[33] = 0x50, v6[35] = 25;
+	n = v2(hdr, 0x21, 0x21, v6, sizeof v6, NULL, 0);
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 TCP6");
+	proxy_header_parse(hdr, n, &h);
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&h.source;
+	CHECK(!h.local && in6->sin6_family == AF_INET6 && in6->sin6_addr.s6_addr[15] == 7 &&
+	              ntohs(in6->sin6_port) == 50000, "v2 TCP6 source");
+
+	n = v2(hdr, 0x20, 0x00, NULL, 0, NULL, 0);
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 LOCAL");
+	proxy_header_parse(hdr, n, &h);
+	CHECK(h.local, "v2 LOCAL is local");
+
+	n = v2(hdr, 0x20, 0x11, V4_ADDRS, sizeof V4_ADDRS, NULL, 0);
+	proxy_header_parse(hdr, n, &h);
+	CHECK(h.local, "v2 LOCAL with addresses is still local");
+
+	uint8_t unix_addrs[216] = { '/' };
+	n = v2(hdr, 0x21, 0x31, unix_addrs, sizeof unix_addrs, NULL, 0);
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 AF_UNIX");
+	proxy_header_parse(hdr, n, &h);
+	CHECK(h.local, "v2 AF_UNIX counts as local");
+
+	/* TLVs skipped by length: an ALPN and an SSL TLV. */
+	static const uint8_t tlvs[] = { 0x01, 0x00, 0x04, 's', 'm', 't', 'p', 0x20, 0x00, 0x05, 0x01, 0, 0, 0, 0 };
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, tlvs, sizeof tlvs);
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 with TLVs");
+
+	/* CRC32C: right, then wrong. */
+	memcpy(tlv, (const uint8_t[]){ 0x03, 0x00, 0x04, 0, 0, 0, 0 }, 7);
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, tlv, 7);
+	uint32_t crc = crc32c_table(hdr, n);
+	hdr[n - 4] = (uint8_t)(crc >> 24), hdr[n - 3] = (uint8_t)(crc >> 16);
+	hdr[n - 2] = (uint8_t)(crc >> 8), hdr[n - 1] = (uint8_t)crc;
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 CRC32C right");
+	hdr[n - 1] ^= 1;
+	expect(hdr, n, PROXY_HEADER_INVALID, "v2 CRC32C wrong");
+
+	static const struct {
+		uint8_t ver_cmd, fam;
+		size_t addr_len;
+		const char *what;
+	} bad[] = {
+		{ 0x11, 0x11, 12, "version 1 in a v2 header" },
+		{ 0x31, 0x11, 12, "version 3" },
+		{ 0x22, 0x11, 12, "command 2" },
+		{ 0x21, 0x41, 12, "family 4" },
+		{ 0x21, 0x13, 12, "transport 3" },
+		{ 0x21, 0x11, 8, "IPv4 address block too short" },
+		{ 0x21, 0x21, 12, "IPv6 address block too short" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		uint8_t addrs[36] = { 0 };
+		n = v2(hdr, bad[i].ver_cmd, bad[i].fam, addrs, bad[i].addr_len, NULL, 0);
+		expect(hdr, n, PROXY_HEADER_INVALID, bad[i].what);
+	}
+
+	/* A TLV whose length runs past the header. */
+	static const uint8_t overrun[] = { 0x01, 0x00, 0x09, 'x' };
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, overrun, sizeof overrun);
+	expect(hdr, n, PROXY_HEADER_INVALID, "TLV overrun");
+
+	/* A length field beyond PROXY_HEADER_MAX is refused before waiting for it. */
+	memcpy(hdr, SIG, 12);
+	hdr[12] = 0x21, hdr[13] = 0x11, hdr[14] = 0xFF, hdr[15] = 0xFF;
+	CHECK(proxy_header_parse(hdr, 16, &h) == PROXY_HEADER_INVALID, "huge length");
+
+	/* The signature with one byte changed is not a header. */
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, NULL, 0);
+	hdr[5] ^= 0x40;
+	CHECK(proxy_header_parse(hdr, n, &h) == PROXY_HEADER_INVALID, "bad signature");
+
+	CHECK(proxy_header_could_be(SIG, 3) && proxy_header_could_be((const uint8_t *)"PROX", 4) &&
+	              !proxy_header_could_be((const uint8_t *)"EHLO", 4),
+	      "could_be");
+}
+
+void run_proxy_header_tests(void)
+{
+	test_v1();
+	test_v2();
+}
