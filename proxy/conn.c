@@ -20,6 +20,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "proxy_header.h"
 #include "session.h"
 #include "tls.h"
 
@@ -29,6 +30,12 @@
 #define LINGER_SECONDS 2.0
 /* Rounds of I/O for one connection before others get their turn. */
 #define ROUNDS_PER_EVENT 32
+/* The PROXY header must be complete within this time (the specification
+ * asks for at least 3 seconds), and is looked at again this often while it
+ * is incomplete (reading it exactly means peeking, which poll cannot wait
+ * on). */
+#define PROXY_HEADER_SECONDS 5.0
+#define PROXY_HEADER_RECHECK 0.02
 
 enum client_tls { CLIENT_PLAIN, CLIENT_HANDSHAKE, CLIENT_TLS };
 
@@ -48,12 +55,16 @@ struct conn {
 	bool lingering;  /* output written; waiting for the client to close */
 	bool dead;
 	bool backend_connecting, backend_greeted;
+	bool awaiting_proxy;     /* accept_proxy: the load balancer's header first */
+	bool proxy_header_late;  /* its header is incomplete: look again shortly */
+	bool refuse_proxy_header; /* a peer outside proxy_from: a header from it ends it */
 	size_t backend_index;
 	size_t tls_write_len; /* bytes GnuTLS holds from a write that must be repeated */
 	ev_io cio, bio;
 	int cio_events, bio_events;
-	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer;
+	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer, proxy_timer;
 	uint64_t bytes_in, bytes_out;
+	ev_tstamp accepted_at;
 	const char *end_reason;
 	char peer[64];
 	char tls_desc[64];
@@ -65,6 +76,7 @@ struct conn {
 };
 
 static void conn_run(struct conn *c);
+static void conn_start(struct conn *c);
 
 /* fail - end the connection now, for REASON */
 static void fail(struct conn *c, const char *reason)
@@ -104,6 +116,7 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(srv->loop, &c->handshake_timer);
 	ev_timer_stop(srv->loop, &c->idle_timer);
 	ev_timer_stop(srv->loop, &c->linger_timer);
+	ev_timer_stop(srv->loop, &c->proxy_timer);
 	close_backend(c);
 	tls_conn_free(c->tls);
 	close(c->cfd);
@@ -159,6 +172,11 @@ static bool client_read(struct conn *c)
 	}
 	ssize_t n = recv(c->cfd, c->cin + c->cin_len, room, 0);
 	if (n > 0) {
+		if (c->refuse_proxy_header && c->bytes_in == 0 && proxy_header_could_be(c->cin, (size_t)n)) {
+			log_warning("client %s: PROXY header from a peer outside proxy_from; closed", c->peer);
+			fail(c, "proxy-header-refused");
+			return true;
+		}
 		c->cin_len += (size_t)n;
 		c->bytes_in += (size_t)n;
 		return true;
@@ -301,6 +319,40 @@ static bool linger_read(struct conn *c)
 		return false;
 	}
 	c->dead = true;
+	return true;
+}
+
+/* proxy_step - take the load balancer's PROXY header off the socket,
+ * exactly: what follows it (SMTP, or a TLS ClientHello) stays unread */
+static bool proxy_step(struct conn *c)
+{
+	uint8_t head[PROXY_HEADER_MAX];
+	struct proxy_header h;
+	if (!c->c_readable)
+		return false;
+	ssize_t n = recv(c->cfd, head, sizeof head, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->c_readable = false;
+		return false;
+	}
+	enum proxy_header_result r = n > 0 ? proxy_header_parse(head, (size_t)n, &h) : PROXY_HEADER_INVALID;
+	if (r == PROXY_HEADER_INCOMPLETE && (size_t)n < sizeof head) {
+		c->c_readable = false;
+		c->proxy_header_late = true;
+		return false;
+	}
+	if (r != PROXY_HEADER_DONE || recv(c->cfd, head, h.length, 0) != (ssize_t)h.length) {
+		/* Never guessed: no valid header, no session (section 2). */
+		log_info("client %s: no valid PROXY header; closed", c->peer);
+		fail(c, "proxy-header-invalid");
+		return true;
+	}
+	if (!h.local)
+		format_addr((const struct sockaddr *)&h.source, c->peer, sizeof c->peer);
+	c->awaiting_proxy = false;
+	ev_timer_stop(c->srv->loop, &c->proxy_timer);
+	log_debug("client %s: from the PROXY header", c->peer);
+	conn_start(c);
 	return true;
 }
 
@@ -470,6 +522,8 @@ static void update_watchers(struct conn *c)
 	int client = 0, backend = 0;
 	if (c->lingering) {
 		client = EV_READ;
+	} else if (c->awaiting_proxy) {
+		client = c->proxy_header_late ? 0 : EV_READ;
 	} else if (c->client_tls == CLIENT_HANDSHAKE) {
 		client = c->handshake_wants_write ? EV_WRITE : EV_READ;
 	} else {
@@ -508,6 +562,8 @@ static void conn_run(struct conn *c)
 		bool progress = false;
 		if (c->lingering) {
 			moved |= linger_read(c);
+		} else if (c->awaiting_proxy) {
+			moved |= proxy_step(c);
 		} else {
 			progress |= handshake_step(c);
 			moved |= finish_backend_connect(c);
@@ -622,6 +678,47 @@ static void on_linger_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_run(c);
 }
 
+/* on_proxy_timer - look at an incomplete PROXY header again, or give up */
+static void on_proxy_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	if (ev_now(c->srv->loop) - c->accepted_at >= PROXY_HEADER_SECONDS) {
+		log_info("client %s: no PROXY header within %.0fs; closed", c->peer, PROXY_HEADER_SECONDS);
+		fail(c, "proxy-header-timeout");
+	} else if (c->proxy_header_late) {
+		c->proxy_header_late = false;
+		c->c_readable = true;
+	}
+	conn_run(c);
+}
+
+/* conn_start - the client is known: reach the backend, and for implicit TLS
+ * start the handshake (RFC 8314 section 3: TLS from the first byte) */
+static void conn_start(struct conn *c)
+{
+	ev_timer_again(c->srv->loop, &c->idle_timer);
+	ev_timer_start(c->srv->loop, &c->connect_timer);
+	start_backend_connect(c, 0);
+	if (c->listener->cfg->tls == CONFIG_TLS_IMPLICIT)
+		begin_handshake(c);
+}
+
+/* peer_listed - the peer may send a PROXY header (proxy_from) */
+static bool peer_listed(const struct config_listener *cfg, const struct sockaddr *peer)
+{
+	if (cfg->n_proxy_from == 0)
+		return true;
+	const unsigned char *addr = peer->sa_family == AF_INET
+	                                    ? (const unsigned char *)&((const struct sockaddr_in *)(const void *)peer)->sin_addr
+	                                    : (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
+	for (size_t i = 0; i < cfg->n_proxy_from; i++)
+		if (config_network_contains(&cfg->proxy_from[i], peer->sa_family, addr))
+			return true;
+	return false;
+}
+
 /* ---- public ---- */
 
 void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
@@ -669,12 +766,21 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	srv->conns = c;
 	srv->n_conns++;
 
+	ev_init(&c->proxy_timer, on_proxy_timer);
+	c->proxy_timer.repeat = PROXY_HEADER_RECHECK;
+	c->proxy_timer.data = c;
+	c->accepted_at = ev_now(srv->loop);
+
 	log_debug("client %s: connected to listener %s", c->peer, l->cfg->name);
-	ev_timer_again(srv->loop, &c->idle_timer);
-	ev_timer_start(srv->loop, &c->connect_timer);
-	start_backend_connect(c, 0);
-	if (policy.tls_mode == SESSION_IMPLICIT)
-		begin_handshake(c); /* RFC 8314 section 3: TLS from the first byte */
+	if (l->cfg->accept_proxy && peer_listed(l->cfg, peer)) {
+		/* PROXY protocol section 2: nothing before a valid header. */
+		c->awaiting_proxy = true;
+		c->c_readable = true;
+		ev_timer_again(srv->loop, &c->proxy_timer);
+	} else {
+		c->refuse_proxy_header = l->cfg->accept_proxy;
+		conn_start(c);
+	}
 	conn_run(c);
 }
 

@@ -41,11 +41,6 @@ static bool check_supported(const struct config *cfg, const char *path, char *er
 			         path, l->client_addr_line);
 			return false;
 		}
-		if (l->accept_proxy) {
-			snprintf(err, errlen, "%s:%d: accept_proxy = yes is not supported in this version", path,
-			         l->accept_proxy_line);
-			return false;
-		}
 	}
 	return true;
 }

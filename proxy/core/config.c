@@ -1,6 +1,7 @@
 /* config.c - the configuration file parser (see config.h) */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -292,6 +293,59 @@ static bool key_accept_proxy(struct parse_ctx *ctx, struct config *cfg, struct c
 	return parse_bool(ctx, v, &l->accept_proxy);
 }
 
+/* parse_network - "ADDR[/PREFIX]" */
+static bool parse_network(struct parse_ctx *ctx, const char *word, struct config_network *net)
+{
+	char addr[64];
+	const char *slash = strchr(word, '/');
+	size_t alen = slash ? (size_t)(slash - word) : strlen(word);
+	if (alen >= sizeof addr)
+		return fail(ctx, ctx->line, "bad network '%s'", word);
+	memcpy(addr, word, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET, addr, net->addr) == 1)
+		net->family = AF_INET;
+	else if (inet_pton(AF_INET6, addr, net->addr) == 1)
+		net->family = AF_INET6;
+	else
+		return fail(ctx, ctx->line, "bad network '%s' (expected ADDR or ADDR/PREFIX)", word);
+	unsigned long max = net->family == AF_INET ? 32 : 128, prefix = max;
+	if (slash && (!parse_uint(slash + 1, strlen(slash + 1), max, &prefix) ||
+	              (slash[1] == '0' && slash[2] != '\0')))
+		return fail(ctx, ctx->line, "bad prefix length in '%s'", word);
+	net->prefix = (unsigned)prefix;
+	return true;
+}
+
+static bool key_proxy_from(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	char words[CONFIG_PRIORITY_MAX];
+	if (!copy_value(ctx, words, sizeof words, v, "proxy_from"))
+		return false;
+	for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		if (l->n_proxy_from == CONFIG_MAX_NETWORKS)
+			return fail(ctx, ctx->line, "too many networks in proxy_from (at most %d)", CONFIG_MAX_NETWORKS);
+		if (!parse_network(ctx, w, &l->proxy_from[l->n_proxy_from]))
+			return false;
+		l->n_proxy_from++;
+	}
+	return true;
+}
+
+bool config_network_contains(const struct config_network *net, int family, const unsigned char *addr)
+{
+	if (family != net->family)
+		return false;
+	unsigned full = net->prefix / 8, rest = net->prefix % 8;
+	if (memcmp(net->addr, addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	unsigned char mask = (unsigned char)(0xFFu << (8 - rest));
+	return (net->addr[full] & mask) == (addr[full] & mask);
+}
+
 static bool key_connect_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
                                 const char *v)
 {
@@ -336,6 +390,7 @@ static const struct key_def {
 	{ "auth_before_tls", SCOPE_LISTENER, key_auth_before_tls, false },
 	{ "client_addr", SCOPE_LISTENER, key_client_addr, false },
 	{ "accept_proxy", SCOPE_LISTENER, key_accept_proxy, false },
+	{ "proxy_from", SCOPE_LISTENER, key_proxy_from, true },
 	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false },
 	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false },
 	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false },
@@ -363,6 +418,8 @@ static bool finish_listener(struct parse_ctx *ctx, const struct config_listener 
 		return fail(ctx, l->line, "listener '%s' has no backend line", l->name);
 	if (l->n_certs == 0)
 		return fail(ctx, l->line, "listener '%s' has no cert line", l->name);
+	if (l->n_proxy_from > 0 && !l->accept_proxy)
+		return fail(ctx, l->line, "listener '%s' has proxy_from without accept_proxy = yes", l->name);
 	return true;
 }
 

@@ -17,6 +17,7 @@
 #define CONFIG_NAME_MAX 64
 #define CONFIG_HOST_MAX 256
 #define CONFIG_PRIORITY_MAX 1024
+#define CONFIG_MAX_NETWORKS 16
 
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
 enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
@@ -29,6 +30,13 @@ struct config_listen {
 	char host[CONFIG_HOST_MAX];
 	char port[8];
 	int line;
+};
+
+/* A network in CIDR form: ADDR/PREFIX, or ADDR alone for one host. */
+struct config_network {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
 };
 
 struct config_cert {
@@ -63,6 +71,8 @@ struct config_listener {
 	int client_addr_line;
 	bool accept_proxy;
 	int accept_proxy_line;
+	struct config_network proxy_from[CONFIG_MAX_NETWORKS]; /* empty: any peer */
+	size_t n_proxy_from;
 	unsigned connect_timeout;   /* seconds */
 	unsigned handshake_timeout; /* seconds */
 	unsigned idle_timeout;      /* seconds */
@@ -83,6 +93,10 @@ struct config {
  * ERR (ERRLEN bytes) and returns false. */
 bool config_parse(const char *text, size_t len, const char *filename,
                   struct config *cfg_r, char *err, size_t errlen);
+
+/* config_network_contains - ADDR (LEN bytes: 4 for IPv4, 16 for IPv6) of
+ * FAMILY is inside NET */
+bool config_network_contains(const struct config_network *net, int family, const unsigned char *addr);
 
 /* config_warning_fn - receives one "FILENAME:LINE: warning: ..." line */
 typedef void config_warning_fn(void *ctx, const char *line);

@@ -1,5 +1,6 @@
 /* test_config.c - the configuration parser: valid files field by field,
  * invalid ones with their exact "FILE:LINE: message" */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,6 +91,10 @@ static const struct {
 	{ "workers = 0\n" MINIMAL, "t.conf:1: workers must be auto or 1 to 256, not '0'" },
 	{ "log_level = loud\n" MINIMAL, "t.conf:1: log_level must be error, warning, info or debug, not 'loud'" },
 	{ MINIMAL "client_addr = haproxy\n", "t.conf:5: client_addr must be none, xclient, proxy-v1 or proxy-v2, not 'haproxy'" },
+	{ MINIMAL "accept_proxy = yes\nproxy_from = 10.0.0.0/33\n", "t.conf:6: bad prefix length in '10.0.0.0/33'" },
+	{ MINIMAL "accept_proxy = yes\nproxy_from = 10.0.0.0/08\n", "t.conf:6: bad prefix length in '10.0.0.0/08'" },
+	{ MINIMAL "accept_proxy = yes\nproxy_from = lb.example\n", "t.conf:6: bad network 'lb.example' (expected ADDR or ADDR/PREFIX)" },
+	{ MINIMAL "proxy_from = 10.0.0.1\n", "t.conf:1: listener 'mx' has proxy_from without accept_proxy = yes" },
 };
 
 /* test_invalid - each bad file, with its exact message and line */
@@ -154,8 +159,42 @@ static void test_warnings(void)
 	}
 }
 
+/* test_networks - proxy_from parsing and matching */
+static void test_networks(void)
+{
+	CHECK(parse(MINIMAL "accept_proxy = yes\nproxy_from = 192.0.2.0/24 2001:db8::/32\nproxy_from = 198.51.100.7\n"),
+	      err);
+	const struct config_listener *l = &cfg.listeners[0];
+	CHECK(l->n_proxy_from == 3 && l->proxy_from[2].prefix == 32 && l->proxy_from[1].prefix == 32, "networks");
+	static const struct {
+		int family;
+		const char *addr;
+		bool in[3];
+	} cases[] = {
+		{ AF_INET, "192.0.2.200", { true, false, false } },
+		{ AF_INET, "192.0.3.1", { false, false, false } },
+		{ AF_INET, "198.51.100.7", { false, false, true } },
+		{ AF_INET, "198.51.100.8", { false, false, false } },
+		{ AF_INET6, "2001:db8:ffff::1", { false, true, false } },
+		{ AF_INET6, "2001:db9::1", { false, false, false } },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		unsigned char a[16];
+		inet_pton(cases[i].family, cases[i].addr, a);
+		for (size_t j = 0; j < 3; j++)
+			CHECK(config_network_contains(&l->proxy_from[j], cases[i].family, a) == cases[i].in[j],
+			      cases[i].addr);
+	}
+	CHECK(parse(MINIMAL "accept_proxy = yes\nproxy_from = 0.0.0.0/0 10.1.2.3/20\n"), err);
+	unsigned char any[4] = { 203, 0, 113, 9 }, near[4] = { 10, 1, 15, 255 }, far[4] = { 10, 1, 16, 0 };
+	CHECK(config_network_contains(&cfg.listeners[0].proxy_from[0], AF_INET, any), "/0 holds everything");
+	CHECK(config_network_contains(&cfg.listeners[0].proxy_from[1], AF_INET, near), "/20 inside");
+	CHECK(!config_network_contains(&cfg.listeners[0].proxy_from[1], AF_INET, far), "/20 outside");
+}
+
 void run_config_tests(void)
 {
+	test_networks();
 	test_valid();
 	test_invalid();
 	test_warnings();
