@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -56,6 +57,7 @@ struct conn {
 	bool dead;
 	bool backend_connecting, backend_greeted;
 	bool awaiting_proxy;     /* accept_proxy: the load balancer's header first */
+	bool backend_after_handshake; /* proxy-v2 on implicit TLS carries the TLS facts */
 	bool proxy_header_late;  /* its header is incomplete: look again shortly */
 	bool refuse_proxy_header; /* a peer outside proxy_from: a header from it ends it */
 	size_t backend_index;
@@ -65,6 +67,7 @@ struct conn {
 	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer, proxy_timer;
 	uint64_t bytes_in, bytes_out;
 	ev_tstamp accepted_at;
+	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr) */
 	const char *end_reason;
 	char peer[64];
 	char tls_desc[64];
@@ -77,6 +80,7 @@ struct conn {
 
 static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
+static void start_backend_connect(struct conn *c, size_t index);
 
 /* fail - end the connection now, for REASON */
 static void fail(struct conn *c, const char *reason)
@@ -256,6 +260,11 @@ static bool handshake_step(struct conn *c)
 		log_debug("client %s: TLS established: %s sni=%s", c->peer, c->tls_desc, c->sni);
 		session_tls_established(&c->session);
 		c->c_readable = c->c_writable = true;
+		if (c->backend_after_handshake) {
+			c->backend_after_handshake = false;
+			ev_timer_start(c->srv->loop, &c->connect_timer);
+			start_backend_connect(c, 0);
+		}
 		return true;
 	case TLS_IO_WANT_READ:
 		c->handshake_wants_write = false;
@@ -347,8 +356,11 @@ static bool proxy_step(struct conn *c)
 		fail(c, "proxy-header-invalid");
 		return true;
 	}
-	if (!h.local)
+	if (!h.local) {
+		c->client_addr = h.source;
+		c->local_addr = h.destination;
 		format_addr((const struct sockaddr *)&h.source, c->peer, sizeof c->peer);
+	}
 	c->awaiting_proxy = false;
 	ev_timer_stop(c->srv->loop, &c->proxy_timer);
 	log_debug("client %s: from the PROXY header", c->peer);
@@ -405,6 +417,38 @@ static bool backend_write(struct conn *c)
 	return n > 0;
 }
 
+/* send_client_addr - client_addr = proxy-v1 or proxy-v2: the header goes
+ * first, in one write, before the greeting is read (PROXY protocol
+ * section 2); on a fresh socket it always fits the send buffer */
+static bool send_client_addr(struct conn *c)
+{
+	uint8_t header[PROXY_HEADER_MAX];
+	size_t n = 0;
+	enum config_client_addr mode = c->listener->cfg->client_addr;
+	if (mode == CONFIG_CLIENT_ADDR_PROXY_V1) {
+		n = proxy_header_write_v1(&c->client_addr, &c->local_addr, header, sizeof header);
+	} else if (mode == CONFIG_CLIENT_ADDR_PROXY_V2) {
+		/* With implicit TLS the handshake is over: its facts go along. */
+		char version[64] = "", sni[256];
+		struct proxy_tls_facts tls = { version, NULL, NULL };
+		if (c->client_tls == CLIENT_TLS) {
+			snprintf(version, sizeof version, "%s", c->tls_desc);
+			char *slash = strchr(version, '/');
+			if (slash) {
+				*slash = '\0';
+				tls.cipher = slash + 1;
+			}
+			tls_sni(c->tls, sni, sizeof sni);
+			tls.sni = strcmp(sni, "-") == 0 ? NULL : sni;
+		}
+		n = proxy_header_write_v2(&c->client_addr, &c->local_addr,
+		                          c->client_tls == CLIENT_TLS ? &tls : NULL, header, sizeof header);
+	} else {
+		return true;
+	}
+	return n > 0 && send(c->bfd, header, n, MSG_NOSIGNAL) == (ssize_t)n;
+}
+
 /* start_backend_connect - connect to address INDEX or a later one */
 static void start_backend_connect(struct conn *c, size_t index)
 {
@@ -429,6 +473,11 @@ static bool finish_backend_connect(struct conn *c)
 	if (error == 0) {
 		c->backend_connecting = false;
 		c->b_readable = true;
+		if (!send_client_addr(c)) {
+			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
+			close_backend(c);
+			session_backend_failed(&c->session);
+		}
 		return true;
 	}
 	size_t next = c->backend_index + 1;
@@ -698,10 +747,15 @@ static void on_proxy_timer(struct ev_loop *loop, ev_timer *w, int revents)
  * start the handshake (RFC 8314 section 3: TLS from the first byte) */
 static void conn_start(struct conn *c)
 {
+	const struct config_listener *cfg = c->listener->cfg;
 	ev_timer_again(c->srv->loop, &c->idle_timer);
-	ev_timer_start(c->srv->loop, &c->connect_timer);
-	start_backend_connect(c, 0);
-	if (c->listener->cfg->tls == CONFIG_TLS_IMPLICIT)
+	c->backend_after_handshake =
+	        cfg->tls == CONFIG_TLS_IMPLICIT && cfg->client_addr == CONFIG_CLIENT_ADDR_PROXY_V2;
+	if (!c->backend_after_handshake) {
+		ev_timer_start(c->srv->loop, &c->connect_timer);
+		start_backend_connect(c, 0);
+	}
+	if (cfg->tls == CONFIG_TLS_IMPLICIT)
 		begin_handshake(c);
 }
 
@@ -738,6 +792,11 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	c->bfd = -1;
 	c->c_writable = true;
 	format_addr(peer, c->peer, sizeof c->peer);
+	memcpy(&c->client_addr, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                                          : sizeof(struct sockaddr_in));
+	socklen_t local_len = sizeof c->local_addr;
+	if (getsockname(fd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
+		c->local_addr.ss_family = AF_UNSPEC;
 
 	struct session_policy policy = {
 		.tls_mode = l->cfg->tls == CONFIG_TLS_IMPLICIT ? SESSION_IMPLICIT : SESSION_STARTTLS,

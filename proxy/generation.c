@@ -36,9 +36,9 @@ static bool check_supported(const struct config *cfg, const char *path, char *er
 {
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
-		if (l->client_addr != CONFIG_CLIENT_ADDR_NONE) {
-			snprintf(err, errlen, "%s:%d: client_addr other than none is not supported in this version",
-			         path, l->client_addr_line);
+		if (l->client_addr == CONFIG_CLIENT_ADDR_XCLIENT) {
+			snprintf(err, errlen, "%s:%d: client_addr = xclient is not supported in this version", path,
+			         l->client_addr_line);
 			return false;
 		}
 	}

@@ -2,6 +2,7 @@
 #include "proxy_header.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #define V1_MAX 107 /* section 2.1: the longest v1 line, CR LF included */
@@ -218,4 +219,126 @@ bool proxy_header_could_be(const uint8_t *p, size_t n)
 	size_t sig = n < sizeof v2_signature ? n : sizeof v2_signature;
 	size_t pre = n < 6 ? n : 6;
 	return n > 0 && (memcmp(p, v2_signature, sig) == 0 || memcmp(p, "PROXY ", pre) == 0);
+}
+
+/* ---- writing, for client_addr = proxy-v1 or proxy-v2 ---- */
+
+enum { PP2_TYPE_AUTHORITY = 0x02, PP2_TYPE_SSL = 0x20, PP2_SUBTYPE_SSL_VERSION = 0x21,
+       PP2_SUBTYPE_SSL_CIPHER = 0x23, PP2_CLIENT_SSL = 0x01 };
+
+/* ip_pair - SRC and DST as one family: v4-mapped IPv6 becomes IPv4, and
+ * if the families still differ IPv4 becomes v4-mapped IPv6 */
+static bool ip_pair(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                    struct sockaddr_storage out[2])
+{
+	const struct sockaddr_storage *in[2] = { src, dst };
+	for (int i = 0; i < 2; i++) {
+		out[i] = *in[i];
+		if (out[i].ss_family == AF_INET6) {
+			struct sockaddr_in6 a6 = *(const struct sockaddr_in6 *)in[i];
+			if (IN6_IS_ADDR_V4MAPPED(&a6.sin6_addr)) {
+				struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = a6.sin6_port };
+				memcpy(&a4.sin_addr, a6.sin6_addr.s6_addr + 12, 4);
+				memset(&out[i], 0, sizeof out[i]);
+				memcpy(&out[i], &a4, sizeof a4);
+			}
+		} else if (out[i].ss_family != AF_INET) {
+			return false;
+		}
+	}
+	if (out[0].ss_family == out[1].ss_family)
+		return true;
+	for (int i = 0; i < 2; i++) {
+		if (out[i].ss_family != AF_INET)
+			continue;
+		struct sockaddr_in a4 = *(const struct sockaddr_in *)&out[i];
+		struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = a4.sin_port };
+		a6.sin6_addr.s6_addr[10] = a6.sin6_addr.s6_addr[11] = 0xFF;
+		memcpy(a6.sin6_addr.s6_addr + 12, &a4.sin_addr, 4);
+		memset(&out[i], 0, sizeof out[i]);
+		memcpy(&out[i], &a6, sizeof a6);
+	}
+	return true;
+}
+
+size_t proxy_header_write_v1(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                             uint8_t *buf, size_t cap)
+{
+	struct sockaddr_storage a[2];
+	char text[2][INET6_ADDRSTRLEN];
+	unsigned port[2];
+	if (!ip_pair(src, dst, a))
+		return 0;
+	bool v4 = a[0].ss_family == AF_INET;
+	for (int i = 0; i < 2; i++) {
+		const void *addr = v4 ? (const void *)&((const struct sockaddr_in *)&a[i])->sin_addr
+		                      : (const void *)&((const struct sockaddr_in6 *)&a[i])->sin6_addr;
+		inet_ntop(a[i].ss_family, addr, text[i], sizeof text[i]);
+		port[i] = ntohs(v4 ? ((const struct sockaddr_in *)&a[i])->sin_port
+		                   : ((const struct sockaddr_in6 *)&a[i])->sin6_port);
+	}
+	int n = snprintf((char *)buf, cap, "PROXY %s %s %s %u %u\r\n", v4 ? "TCP4" : "TCP6", text[0], text[1],
+	                 port[0], port[1]);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* put_tlv - one TLV at BUF+*POS; false when it does not fit */
+static bool put_tlv(uint8_t *buf, size_t cap, size_t *pos, uint8_t type, const void *value, size_t len)
+{
+	if (len > 0xFFFF || cap - *pos < 3 + len)
+		return false;
+	buf[*pos] = type;
+	buf[*pos + 1] = (uint8_t)(len >> 8);
+	buf[*pos + 2] = (uint8_t)len;
+	memcpy(buf + *pos + 3, value, len);
+	*pos += 3 + len;
+	return true;
+}
+
+size_t proxy_header_write_v2(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                             const struct proxy_tls_facts *tls, uint8_t *buf, size_t cap)
+{
+	struct sockaddr_storage a[2];
+	if (!ip_pair(src, dst, a) || cap < 16 + 36)
+		return 0;
+	bool v4 = a[0].ss_family == AF_INET;
+	memcpy(buf, v2_signature, sizeof v2_signature);
+	buf[12] = 0x20 | V2_CMD_PROXY;
+	buf[13] = (uint8_t)((v4 ? V2_AF_INET : V2_AF_INET6) << 4 | V2_TRANSPORT_STREAM);
+	size_t pos = 16;
+	if (v4) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a[0], *d4 = (const struct sockaddr_in *)&a[1];
+		memcpy(buf + pos, &s4->sin_addr, 4);
+		memcpy(buf + pos + 4, &d4->sin_addr, 4);
+		memcpy(buf + pos + 8, &s4->sin_port, 2);
+		memcpy(buf + pos + 10, &d4->sin_port, 2);
+		pos += 12;
+	} else {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a[0], *d6 = (const struct sockaddr_in6 *)&a[1];
+		memcpy(buf + pos, &s6->sin6_addr, 16);
+		memcpy(buf + pos + 16, &d6->sin6_addr, 16);
+		memcpy(buf + pos + 32, &s6->sin6_port, 2);
+		memcpy(buf + pos + 34, &d6->sin6_port, 2);
+		pos += 36;
+	}
+	if (tls) {
+		if (tls->sni && !put_tlv(buf, cap, &pos, PP2_TYPE_AUTHORITY, tls->sni, strlen(tls->sni)))
+			return 0;
+		/* PP2_TYPE_SSL: client flags, verify result (0: no client
+		 * certificate failed), then sub-TLVs. */
+		uint8_t ssl[256];
+		size_t ssl_len = 5;
+		ssl[0] = PP2_CLIENT_SSL;
+		memset(ssl + 1, 0, 4);
+		if ((tls->version && !put_tlv(ssl, sizeof ssl, &ssl_len, PP2_SUBTYPE_SSL_VERSION, tls->version,
+		                              strlen(tls->version))) ||
+		    (tls->cipher && !put_tlv(ssl, sizeof ssl, &ssl_len, PP2_SUBTYPE_SSL_CIPHER, tls->cipher,
+		                             strlen(tls->cipher))) ||
+		    !put_tlv(buf, cap, &pos, PP2_TYPE_SSL, ssl, ssl_len))
+			return 0;
+	}
+	size_t len = pos - 16;
+	buf[14] = (uint8_t)(len >> 8);
+	buf[15] = (uint8_t)len;
+	return pos;
 }

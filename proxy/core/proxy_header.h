@@ -42,4 +42,23 @@ enum proxy_header_result proxy_header_parse(const uint8_t *p, size_t n, struct p
  * listener refuse a header from a peer that may not send one */
 bool proxy_header_could_be(const uint8_t *p, size_t n);
 
+/* TLS facts for a v2 header's PP2_TYPE_SSL TLV (section 2.2.5); NULL
+ * members are left out */
+struct proxy_tls_facts {
+	const char *version; /* e.g. "TLS1.3" */
+	const char *cipher;
+	const char *sni;     /* sent as PP2_TYPE_AUTHORITY */
+};
+
+/* proxy_header_write_v1 - "PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n" into
+ * BUF (CAP bytes); a v4-mapped IPv6 address is written as IPv4, and mixed
+ * families as IPv6. Returns the length, 0 when the addresses are not IP. */
+size_t proxy_header_write_v1(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                             uint8_t *buf, size_t cap);
+
+/* proxy_header_write_v2 - the binary header, PROXY command over TCP, with
+ * TLS facts when TLS is not NULL; the same address rules */
+size_t proxy_header_write_v2(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                             const struct proxy_tls_facts *tls, uint8_t *buf, size_t cap);
+
 #endif

@@ -1,5 +1,6 @@
-"""accept_proxy = yes: the PROXY protocol header from a load balancer, v1 and
-v2, in front of STARTTLS and implicit TLS; never guessed; proxy_from."""
+"""The PROXY protocol: accept_proxy = yes takes a load balancer's v1 or v2
+header (never guessed; proxy_from), and client_addr = proxy-v1 or proxy-v2
+tells the backend the client's address the same way."""
 
 import socket
 import struct
@@ -121,3 +122,90 @@ def test_proxy_from_limits_who_may_send_a_header(proxy_for, sink):
     assert c.read_to_close() == b""
     c.close()
     assert b"PROXY" not in sink.all_raw()
+
+
+# --- client_addr = proxy-v1 | proxy-v2: the header towards the backend -------
+
+def parse_v1(header):
+    assert header.endswith(b"\r\n") and len(header) <= 107, header
+    fields = header[:-2].decode().split(" ")
+    assert fields[0] == "PROXY" and len(fields) == 6, header
+    return fields[1], (fields[2], int(fields[4])), (fields[3], int(fields[5]))
+
+
+def parse_v2(header):
+    """(family, source, destination, TLVs) of a v2 PROXY header."""
+    assert header[:12] == V2_SIG and header[12] == 0x21, header
+    length = int.from_bytes(header[14:16], "big")
+    assert len(header) == 16 + length
+    if header[13] == 0x11:
+        src = (socket.inet_ntop(socket.AF_INET, header[16:20]), int.from_bytes(header[24:26], "big"))
+        dst = (socket.inet_ntop(socket.AF_INET, header[20:24]), int.from_bytes(header[26:28], "big"))
+        pos = 28
+    else:
+        assert header[13] == 0x21, header
+        src = (socket.inet_ntop(socket.AF_INET6, header[16:32]), int.from_bytes(header[48:50], "big"))
+        dst = (socket.inet_ntop(socket.AF_INET6, header[32:48]), int.from_bytes(header[50:52], "big"))
+        pos = 52
+    tlvs = {}
+    while pos < len(header):
+        kind, size = header[pos], int.from_bytes(header[pos + 1:pos + 3], "big")
+        tlvs[kind] = header[pos + 3:pos + 3 + size]
+        pos += 3 + size
+    return header[13], src, dst, tlvs
+
+
+def header_at_sink(sink, n=1):
+    sink.wait_done(n)
+    path = sink.dir / ("conn-%d.proxy" % n)
+    assert path.exists(), sink.dump()
+    return path.read_bytes()
+
+
+def test_proxy_v1_to_backend(start_sink, proxy_for):
+    sink = start_sink("--proxy-protocol")
+    proxy = proxy_for(sink, client_addr="proxy-v1")
+    c = Client(proxy.port("smtp"))
+    local = c.sock.getsockname()
+    assert c.reply().code == 220, "the greeting comes after the header"
+    assert c.cmd("EHLO a").code == 250
+    assert c.cmd("QUIT").code == 221
+    c.close()
+    family, src, dst = parse_v1(header_at_sink(sink))
+    assert family == "TCP4" and src == ("127.0.0.1", local[1]) and dst == ("127.0.0.1", proxy.port("smtp"))
+    assert sink.raw(1).startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")
+    assert sink.raw(1).count(b"PROXY") == 1, "sent once"
+
+
+def test_proxy_v2_to_backend_with_tls_facts(start_sink, proxy_for):
+    sink = start_sink("--proxy-protocol")
+    proxy = proxy_for(sink, client_addr="proxy-v2")
+    sock = socket.create_connection(("127.0.0.1", proxy.port("smtps")), timeout=TIMEOUT)
+    local = sock.getsockname()
+    c = Client.__new__(Client)
+    c.sock = client_context().wrap_socket(sock, server_hostname=CERT_NAME)
+    c.buf, c.tls = b"", True
+    assert c.reply().code == 220
+    assert c.cmd("QUIT").code == 221
+    c.close()
+    family, src, dst, tlvs = parse_v2(header_at_sink(sink))
+    assert family == 0x11 and src == ("127.0.0.1", local[1]) and dst == ("127.0.0.1", proxy.port("smtps"))
+    assert tlvs[0x02] == CERT_NAME.encode(), tlvs  # PP2_TYPE_AUTHORITY: the SNI name
+    ssl_tlv = tlvs[0x20]
+    assert ssl_tlv[0] & 0x01, "PP2_CLIENT_SSL"
+    assert b"TLS1.3" in ssl_tlv, ssl_tlv
+
+
+def test_proxy_header_carries_the_balancers_client(start_sink, proxy_for):
+    """accept_proxy in, proxy-v2 out: the backend learns the original client,
+    IPv6 included."""
+    sink = start_sink("--proxy-protocol")
+    proxy = proxy_for(sink, accept_proxy="yes", client_addr="proxy-v2")
+    c = Client(proxy.port("smtp"))
+    c.send(b"PROXY TCP6 2001:db8::7 2001:db8::25 50000 25\r\n")
+    assert c.reply().code == 220
+    assert c.cmd("QUIT").code == 221
+    c.close()
+    family, src, dst, tlvs = parse_v2(header_at_sink(sink))
+    assert family == 0x21 and src == ("2001:db8::7", 50000) and dst == ("2001:db8::25", 25)
+    assert 0x20 not in tlvs, "no TLS facts before STARTTLS"

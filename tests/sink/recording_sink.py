@@ -6,6 +6,7 @@ integration tests. Per connection N (counted from 1) it writes:
 
   DIR/conn-N.raw   every byte received on the connection, exactly as received
   DIR/conn-N.done  created (empty) when the connection has ended
+  DIR/conn-N.proxy the PROXY protocol header, with --proxy-protocol
 
 and per accepted message M (counted from 1, across connections):
 
@@ -111,8 +112,24 @@ class Session:
         self.send(text + "\r\n")
 
     # --- the session ------------------------------------------------------
+    def proxy_header(self):
+        """--proxy-protocol: the PROXY v1 line or v2 block before anything
+        else, stored as conn-N.proxy for the tests to parse."""
+        while len(self.buf) < 16:
+            self.fill()
+        if self.buf.startswith(b"PROXY "):
+            header = self.line() + b"\r\n"
+        elif self.buf.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
+            header = self.exactly(16 + int.from_bytes(self.buf[14:16], "big"))
+        else:
+            raise Closed()
+        with open(os.path.join(self.opts.record, "conn-%d.proxy" % self.conn_id), "wb") as f:
+            f.write(header)
+
     def run(self):
         opts = self.opts
+        if opts.proxy_protocol:
+            self.proxy_header()
         if opts.no_greeting:
             while True:
                 self.fill()
@@ -287,6 +304,8 @@ def parse_args(argv):
     p.add_argument("--close-after-greeting", action="store_true")
     p.add_argument("--close-on", metavar="VERB", help="close without a reply on VERB")
     p.add_argument("--fail-rset", action="store_true", help="answer RSET 451")
+    p.add_argument("--proxy-protocol", action="store_true",
+                   help="expect a PROXY v1/v2 header first; store it as conn-N.proxy")
     p.add_argument("--unsolicited-after-rset", metavar="TEXT",
                    help="write TEXT (backslash escapes decoded) after each RSET reply")
     p.add_argument("--max-connections", type=int, default=0,

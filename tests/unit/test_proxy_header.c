@@ -205,8 +205,62 @@ static void test_v2(void)
 	      "could_be");
 }
 
+/* sa - an IPv4 or IPv6 socket address from text */
+static struct sockaddr_storage sa(const char *addr, unsigned port)
+{
+	struct sockaddr_storage out;
+	memset(&out, 0, sizeof out);
+	struct sockaddr_in *in = (struct sockaddr_in *)&out;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out;
+	if (inet_pton(AF_INET, addr, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+	} else {
+		inet_pton(AF_INET6, addr, &in6->sin6_addr);
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+	}
+	return out;
+}
+
+/* test_write - headers written for the backend read back as written */
+static void test_write(void)
+{
+	static const struct {
+		const char *src, *dst;
+		const char *v1;
+	} cases[] = {
+		{ "192.0.2.7", "198.51.100.1", "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\n" },
+		{ "2001:db8::7", "2001:db8::1", "PROXY TCP6 2001:db8::7 2001:db8::1 50000 25\r\n" },
+		{ "::ffff:192.0.2.7", "::ffff:198.51.100.1", "PROXY TCP4 192.0.2.7 198.51.100.1 50000 25\r\n" },
+		{ "192.0.2.7", "2001:db8::1", "PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 50000 25\r\n" },
+	};
+	uint8_t buf[PROXY_HEADER_MAX];
+	struct proxy_header h;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct sockaddr_storage src = sa(cases[i].src, 50000), dst = sa(cases[i].dst, 25);
+		size_t n = proxy_header_write_v1(&src, &dst, buf, sizeof buf);
+		CHECK_BYTES(buf, n, cases[i].v1, strlen(cases[i].v1), cases[i].src);
+		CHECK(proxy_header_parse(buf, n, &h) == PROXY_HEADER_DONE && !h.local, cases[i].src);
+
+		struct proxy_tls_facts tls = { "TLS1.3", "AES-256-GCM", "mx.example.org" };
+		n = proxy_header_write_v2(&src, &dst, i % 2 ? &tls : NULL, buf, sizeof buf);
+		CHECK(n > 16 && proxy_header_parse(buf, n, &h) == PROXY_HEADER_DONE && h.length == n, cases[i].src);
+		uint8_t again[PROXY_HEADER_MAX];
+		size_t m = proxy_header_write_v1(&h.source, &h.destination, again, sizeof again);
+		CHECK_BYTES(again, m, cases[i].v1, strlen(cases[i].v1), "v2 carries the same addresses");
+		if (i % 2)
+			CHECK(memmem(buf, n, "\x02\x00\x0emx.example.org", 17) && memmem(buf, n, "TLS1.3", 6) &&
+			              memmem(buf, n, "AES-256-GCM", 11),
+			      "v2 TLS facts");
+	}
+	struct sockaddr_storage unix_addr = { .ss_family = AF_UNIX }, v4 = sa("192.0.2.7", 1);
+	CHECK(proxy_header_write_v1(&unix_addr, &v4, buf, sizeof buf) == 0, "not IP: nothing written");
+}
+
 void run_proxy_header_tests(void)
 {
 	test_v1();
 	test_v2();
+	test_write();
 }
