@@ -10,6 +10,7 @@
  */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -68,6 +69,7 @@ struct conn {
 	uint64_t bytes_in, bytes_out;
 	ev_tstamp accepted_at;
 	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr) */
+	char xclient_addr[INET6_ADDRSTRLEN + 8];
 	const char *end_reason;
 	char peer[64];
 	char tls_desc[64];
@@ -80,6 +82,7 @@ struct conn {
 
 static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
+static void init_session(struct conn *c);
 static void start_backend_connect(struct conn *c, size_t index);
 
 /* fail - end the connection now, for REASON */
@@ -360,6 +363,7 @@ static bool proxy_step(struct conn *c)
 		c->client_addr = h.source;
 		c->local_addr = h.destination;
 		format_addr((const struct sockaddr *)&h.source, c->peer, sizeof c->peer);
+		init_session(c); /* nothing has reached it yet; now with the real client */
 	}
 	c->awaiting_proxy = false;
 	ev_timer_stop(c->srv->loop, &c->proxy_timer);
@@ -773,6 +777,47 @@ static bool peer_listed(const struct config_listener *cfg, const struct sockaddr
 	return false;
 }
 
+/* xclient_addr - ADDR as XCLIENT wants it: IPv4, or "IPV6:" and the address */
+static void xclient_addr(const struct sockaddr_storage *ss, char *buf, size_t len, unsigned *port_r)
+{
+	char text[INET6_ADDRSTRLEN] = "[UNAVAILABLE]";
+	*port_r = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+		*port_r = ntohs(in->sin_port);
+		snprintf(buf, len, "%s", text);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		*port_r = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			inet_ntop(AF_INET, in6->sin6_addr.s6_addr + 12, text, sizeof text);
+			snprintf(buf, len, "%s", text);
+		} else {
+			inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+			snprintf(buf, len, "IPV6:%s", text);
+		}
+	} else {
+		snprintf(buf, len, "%s", text);
+	}
+}
+
+/* init_session - the session core for this connection's listener and client */
+static void init_session(struct conn *c)
+{
+	const struct config_listener *cfg = c->listener->cfg;
+	struct session_policy policy = {
+		.tls_mode = cfg->tls == CONFIG_TLS_IMPLICIT ? SESSION_IMPLICIT : SESSION_STARTTLS,
+		.require_tls = cfg->require_tls,
+		.auth_before_tls = cfg->auth_before_tls,
+		.xclient = cfg->client_addr == CONFIG_CLIENT_ADDR_XCLIENT,
+		.proxy_helo = c->srv->hostname,
+		.client_addr = c->xclient_addr,
+	};
+	xclient_addr(&c->client_addr, c->xclient_addr, sizeof c->xclient_addr, &policy.client_port);
+	session_init(&c->session, &policy);
+}
+
 /* ---- public ---- */
 
 void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
@@ -798,12 +843,7 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	if (getsockname(fd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
 		c->local_addr.ss_family = AF_UNSPEC;
 
-	struct session_policy policy = {
-		.tls_mode = l->cfg->tls == CONFIG_TLS_IMPLICIT ? SESSION_IMPLICIT : SESSION_STARTTLS,
-		.require_tls = l->cfg->require_tls,
-		.auth_before_tls = l->cfg->auth_before_tls,
-	};
-	session_init(&c->session, &policy);
+	init_session(c);
 
 	ev_io_init(&c->cio, on_client_io, fd, 0);
 	c->cio.data = c;

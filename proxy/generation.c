@@ -29,22 +29,6 @@ static char *read_file(const char *path, size_t *len_r, char *err, size_t errlen
 	return text;
 }
 
-/* check_supported - keys this version parses but does not implement yet are
- * refused rather than ignored: ignoring client_addr would hide the open-relay
- * danger the admin meant to close */
-static bool check_supported(const struct config *cfg, const char *path, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		const struct config_listener *l = &cfg->listeners[i];
-		if (l->client_addr == CONFIG_CLIENT_ADDR_XCLIENT) {
-			snprintf(err, errlen, "%s:%d: client_addr = xclient is not supported in this version", path,
-			         l->client_addr_line);
-			return false;
-		}
-	}
-	return true;
-}
-
 struct generation *generation_load(struct server *srv, const char *path, generation_warning_fn *warn,
                                    void *warn_ctx, char *err, size_t errlen)
 {
@@ -59,8 +43,7 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 		return NULL;
 	}
 	gen->refs = 1;
-	bool ok = config_parse(text, len, path, &gen->cfg, err, errlen) &&
-	          check_supported(&gen->cfg, path, err, errlen);
+	bool ok = config_parse(text, len, path, &gen->cfg, err, errlen);
 	free(text);
 	if (!ok) {
 		generation_unref(gen);

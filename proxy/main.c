@@ -186,6 +186,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	srv.config_path = path;
+	if (gethostname(srv.hostname, sizeof srv.hostname - 1) < 0 || !srv.hostname[0])
+		snprintf(srv.hostname, sizeof srv.hostname, "localhost");
 	srv.current = generation_load(&srv, path, print_warning, &srv, err, sizeof err);
 	if (!srv.current) {
 		fprintf(stderr, "%s\n", err);

@@ -43,6 +43,7 @@ struct server {
 	struct ev_loop *loop;
 	const char *config_path;
 	bool log_to_stderr;
+	char hostname[256]; /* the proxy's own EHLO name towards an XCLIENT backend */
 	struct generation *current; /* in force for new connections */
 	struct conn *conns; /* every live connection, for shutdown */
 	size_t n_conns;

@@ -17,6 +17,7 @@
 #include "session.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ehlo_filter.h"
@@ -44,6 +45,7 @@ static const char REPLY_SMUGGLING[] =
 static const char REPLY_BACKEND_LOST[] = "421 4.4.2 Backend connection lost, closing connection\r\n";
 static const char REPLY_BACKEND_UNREACHABLE[] = "421 4.4.2 Backend not available, closing connection\r\n";
 static const char REPLY_BACKEND_BROKEN[] = "421 4.4.2 Backend protocol error, closing connection\r\n";
+static const char REPLY_NO_XCLIENT[] = "421 4.7.0 Backend cannot take the client's address, closing connection\r\n";
 static const char REPLY_IDLE[] = "421 4.4.2 Idle timeout, closing connection\r\n";
 static const char REPLY_SHUTDOWN[] = "421 4.3.2 Service shutting down, closing connection\r\n";
 
@@ -110,6 +112,8 @@ static bool blocks_reading(enum pending_kind kind)
 	case PENDING_AUTH:
 	case PENDING_QUIT:
 	case PENDING_STARTTLS_RSET:
+	case PENDING_XCLIENT_EHLO:
+	case PENDING_XCLIENT:
 		return true;
 	case PENDING_LOCAL:
 	case PENDING_LOCAL_LAST:
@@ -190,6 +194,43 @@ static void relay_line(struct session *s, const uint8_t *line, size_t len, enum 
 	assert(ok); /* the caller checked COMMAND_ROOM */
 	(void)ok;
 	queue_push(s, kind, NULL);
+}
+
+/* ---- XCLIENT (Postfix XCLIENT_README) ---- */
+
+/* append_xtext - VALUE as xtext (RFC 3461 section 4): "+", "=", blanks,
+ * controls and non-ASCII become "+XX", so no value can end the line or
+ * start another attribute */
+static bool append_xtext(struct buf *b, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+		if (*p > ' ' && *p < 0x7F && *p != '+' && *p != '=') {
+			if (!buf_append(b, p, 1))
+				return false;
+		} else {
+			uint8_t esc[3] = { '+', (uint8_t)hex[*p >> 4], (uint8_t)hex[*p & 0xF] };
+			if (!buf_append(b, esc, sizeof esc))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* send_xclient - the client's address and port; NAME is unknown to the
+ * proxy, which does no DNS (the backend may look it up). The command stays
+ * far below the 512 octets XCLIENT allows: an address, a port, a name. */
+static void send_xclient(struct session *s)
+{
+	char port[16];
+	snprintf(port, sizeof port, "%u", s->policy.client_port);
+	bool ok = buf_append_str(&s->out_backend, "XCLIENT ADDR=") &&
+	          append_xtext(&s->out_backend, s->policy.client_addr) &&
+	          buf_append_str(&s->out_backend, " PORT=") && buf_append_str(&s->out_backend, port) &&
+	          buf_append_str(&s->out_backend, " NAME=[UNAVAILABLE]\r\n");
+	assert(ok); /* nothing else is queued for the backend before the greeting */
+	(void)ok;
+	queue_push(s, PENDING_XCLIENT, NULL);
 }
 
 /* ---- from the client ---- */
@@ -631,7 +672,32 @@ static void on_final_reply(struct session *s, enum pending_kind kind, unsigned c
 	case PENDING_QUIT:
 		end_session(s, NULL, "quit");
 		break;
+	case PENDING_XCLIENT_EHLO:
+		/* Fail closed: without XCLIENT the backend would take every
+		 * client for the proxy itself. */
+		if (positive && s->backend_xclient) {
+			send_xclient(s);
+		} else {
+			s->notice = "client_addr = xclient, but the backend's EHLO does not offer XCLIENT";
+			end_session(s, REPLY_NO_XCLIENT, "backend-no-xclient");
+		}
+		break;
+	case PENDING_XCLIENT:
+		if (code != 220) {
+			s->notice = "the backend refused XCLIENT (is the proxy among its authorized XCLIENT hosts?)";
+			end_session(s, REPLY_NO_XCLIENT, "backend-refused-xclient");
+		}
+		break;
 	case PENDING_GREETING:
+		if (s->policy.xclient && code == 220) {
+			/* The proxy's own EHLO: is XCLIENT offered? (The
+			 * client's EHLO, relayed later, sets the HELO name.) */
+			buf_append_str(&s->out_backend, "EHLO ");
+			buf_append_str(&s->out_backend, s->policy.proxy_helo);
+			buf_append_str(&s->out_backend, "\r\n");
+			queue_push(s, PENDING_XCLIENT_EHLO, NULL);
+		}
+		break;
 	case PENDING_LOCAL:
 	case PENDING_LOCAL_LAST:
 	case PENDING_BDAT:
@@ -667,7 +733,11 @@ static bool reply_line(struct session *s, const uint8_t *line, size_t len)
 		return false; /* the proxy's own reply goes first, once there is room */
 
 	bool first = !s->reply_in_progress;
-	bool swallow = head->kind == PENDING_STARTTLS_RSET || head->kind == PENDING_SWALLOW;
+	bool swallow = head->kind == PENDING_STARTTLS_RSET || head->kind == PENDING_SWALLOW ||
+	               head->kind == PENDING_XCLIENT_EHLO || head->kind == PENDING_XCLIENT;
+	if (head->kind == PENDING_XCLIENT_EHLO && r.code == 250 &&
+	    ehlo_keyword_is(line + r.text, len - r.text, "XCLIENT"))
+		s->backend_xclient = true;
 	bool rewrite = head->kind == PENDING_EHLO && (first ? r.code == 250 : s->ehlo_rewriting);
 
 	if (rewrite) {
@@ -696,7 +766,8 @@ static bool reply_line(struct session *s, const uint8_t *line, size_t len)
 	s->ehlo_rewriting = false;
 	enum pending_kind kind = head->kind;
 	queue_pop(s);
-	if (r.code == 421 && kind != PENDING_STARTTLS_RSET && kind != PENDING_SWALLOW) {
+	if (r.code == 421 && kind != PENDING_STARTTLS_RSET && kind != PENDING_SWALLOW &&
+	    kind != PENDING_XCLIENT_EHLO && kind != PENDING_XCLIENT) {
 		/* The backend is closing: so does the session. */
 		end_session(s, NULL, "backend-421");
 		return true;

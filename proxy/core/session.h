@@ -40,6 +40,13 @@ struct session_policy {
 	enum session_tls_mode tls_mode;
 	bool require_tls;     /* 530 before TLS for all but EHLO HELO STARTTLS NOOP RSET QUIT */
 	bool auth_before_tls; /* show and relay AUTH before TLS */
+	/* client_addr = xclient: after the greeting the proxy sends its own
+	 * EHLO (as proxy_helo), then XCLIENT with the client's address and
+	 * port, before any command of the client's (Postfix XCLIENT_README) */
+	bool xclient;
+	const char *proxy_helo;  /* a domain or address literal */
+	const char *client_addr; /* "192.0.2.7" or "IPV6:2001:db8::7" */
+	unsigned client_port;
 };
 
 /* What the edge must do; session_next_action() hands them out one at a time
@@ -69,6 +76,8 @@ enum pending_kind {
 	PENDING_AUTH,          /* 334 asks for one more client line */
 	PENDING_STARTTLS_RSET, /* the proxy's own RSET before 220; reply swallowed */
 	PENDING_SWALLOW,       /* a reply to the proxy's own line, not shown */
+	PENDING_XCLIENT_EHLO,  /* the proxy's EHLO: does the backend offer XCLIENT? */
+	PENDING_XCLIENT,       /* 220: the backend now sees the client's address */
 	PENDING_OTHER,
 };
 
@@ -105,6 +114,7 @@ struct session {
 	bool authenticated;      /* AUTH answered 235 */
 	bool backend_chunking;   /* the last EHLO reply offered CHUNKING */
 	bool backend_pipelining; /* the last EHLO reply offered PIPELINING */
+	bool backend_xclient;    /* the proxy's EHLO was offered XCLIENT */
 	bool backend_gone;       /* backend closed or dropped */
 	bool quit_sent;
 	bool client_eof;

@@ -101,6 +101,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.tls_mode = data[0] & 1 ? SESSION_IMPLICIT : SESSION_STARTTLS,
 		.require_tls = data[0] & 2,
 		.auth_before_tls = data[0] & 4,
+		.xclient = data[0] & 8,
+		.proxy_helo = "proxy.test",
+		.client_addr = "IPV6:2001:db8::7",
+		.client_port = 50000,
 	};
 	memset(&e, 0, offsetof(struct fuzz_edge, s));
 	e.client_in_len = e.backend_in_len = 0;

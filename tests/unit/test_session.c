@@ -34,10 +34,14 @@ struct transcript {
 	struct step steps[16];
 };
 
-#define STARTTLS_POLICY { SESSION_STARTTLS, false, false }
-#define IMPLICIT_POLICY { SESSION_IMPLICIT, false, false }
-#define REQUIRE_TLS_POLICY { SESSION_STARTTLS, true, false }
-#define AUTH_BEFORE_TLS_POLICY { SESSION_STARTTLS, false, true }
+#define STARTTLS_POLICY { .tls_mode = SESSION_STARTTLS }
+#define IMPLICIT_POLICY { .tls_mode = SESSION_IMPLICIT }
+#define REQUIRE_TLS_POLICY { .tls_mode = SESSION_STARTTLS, .require_tls = true }
+#define AUTH_BEFORE_TLS_POLICY { .tls_mode = SESSION_STARTTLS, .auth_before_tls = true }
+#define XCLIENT_POLICY { .tls_mode = SESSION_STARTTLS, .xclient = true, .proxy_helo = "proxy.test", \
+	                 .client_addr = "IPV6:2001:db8::7", .client_port = 50000 }
+#define XCLIENT_IMPLICIT_POLICY { .tls_mode = SESSION_IMPLICIT, .xclient = true, .proxy_helo = "[192.0.2.1]", \
+	                          .client_addr = "192.0.2.7", .client_port = 4242 }
 
 #define GREET { BACKEND, "220 sink.test ESMTP\r\n", "220 sink.test ESMTP\r\n", "", "" }
 #define EHLO_CLIENT { CLIENT, "EHLO client.test\r\n", "", "EHLO client.test\r\n", "" }
@@ -248,6 +252,33 @@ static const struct transcript transcripts[] = {
 		{ CLIENT, "AUTH PLAIN\r\nAGF0dABwdw==\r\n", "", "AUTH PLAIN\r\n", "" },
 		{ BACKEND, "334 \r\n", "334 \r\n", "AGF0dABwdw==\r\n", "" },
 		{ BACKEND, "235 2.7.0 Authentication successful\r\n", "235 2.7.0 Authentication successful\r\n", "", "" } } },
+
+	/* client_addr = xclient (Postfix XCLIENT_README; THREATS.md S34-S36) */
+	{ "XCLIENT after the greeting, before the client's first command", XCLIENT_POLICY, {
+		{ BACKEND, "220 sink.test ESMTP\r\n", "220 sink.test ESMTP\r\n", "EHLO proxy.test\r\n", "" },
+		{ CLIENT, "EHLO client.test\r\n", "", "", "" },
+		{ BACKEND, "250-sink.test\r\n250-XCLIENT ADDR PORT NAME\r\n250 PIPELINING\r\n", "",
+		  "XCLIENT ADDR=IPV6:2001:db8::7 PORT=50000 NAME=[UNAVAILABLE]\r\n", "" },
+		{ BACKEND, "220 sink.test ESMTP\r\n", "", "EHLO client.test\r\n", "" },
+		{ BACKEND, "250-sink.test\r\n250-XCLIENT ADDR\r\n250 PIPELINING\r\n",
+		  "250-sink.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n", "", "" } } },
+	{ "XCLIENT on an implicit listener waits for the handshake", XCLIENT_IMPLICIT_POLICY, {
+		{ BACKEND, "220 sink.test\r\n", "", "", "" },
+		{ TLS_UP, "", "220 sink.test\r\n", "EHLO [192.0.2.1]\r\n", "" },
+		{ BACKEND, "250-sink.test\r\n250 XCLIENT ADDR PORT\r\n", "",
+		  "XCLIENT ADDR=192.0.2.7 PORT=4242 NAME=[UNAVAILABLE]\r\n", "" },
+		{ BACKEND, "220 again\r\n", "", "", "" },
+		{ CLIENT, "NOOP\r\n", "", "NOOP\r\n", "" } } },
+	{ "S34: a backend without XCLIENT: 421, fail closed", XCLIENT_POLICY, {
+		{ BACKEND, "220 sink.test\r\n", "220 sink.test\r\n", "EHLO proxy.test\r\n", "" },
+		{ CLIENT, "MAIL FROM:<a@x>\r\n", "", "", "" },
+		{ BACKEND, "250-sink.test\r\n250 PIPELINING\r\n",
+		  "421 4.7.0 Backend cannot take the client's address, closing connection\r\n", "", "CLOSE_AFTER_FLUSH" } } },
+	{ "a backend that refuses XCLIENT: 421", XCLIENT_POLICY, {
+		{ BACKEND, "220 sink.test\r\n", "220 sink.test\r\n", "EHLO proxy.test\r\n", "" },
+		{ BACKEND, "250 XCLIENT ADDR\r\n", "", "XCLIENT ADDR=IPV6:2001:db8::7 PORT=50000 NAME=[UNAVAILABLE]\r\n", "" },
+		{ BACKEND, "550 5.7.0 Authentication required\r\n",
+		  "421 4.7.0 Backend cannot take the client's address, closing connection\r\n", "", "CLOSE_AFTER_FLUSH" } } },
 
 	/* endings (INTERFACE.md; RFC 5321 section 3.8) */
 	{ "backend closes while a reply is owed", STARTTLS_POLICY, {
