@@ -38,7 +38,8 @@ CORE_SRCS = \
 	proxy/core/proxy_header.c \
 	proxy/core/session.c \
 	proxy/core/smtp_command.c \
-	proxy/core/smtp_reply.c
+	proxy/core/smtp_reply.c \
+	proxy/core/trace.c
 
 EDGE_SRCS = \
 	proxy/backend.c \

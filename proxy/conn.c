@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "generation.h"
@@ -73,6 +74,7 @@ struct conn {
 	const char *end_reason;
 	char peer[64];
 	char tls_desc[64];
+	char tls_suite[64];
 	char sni[256];
 	size_t cin_len, bin_len;
 	uint8_t cin[CONN_INPUT_CAP];
@@ -259,6 +261,7 @@ static bool handshake_step(struct conn *c)
 		c->client_tls = CLIENT_TLS;
 		ev_timer_stop(c->srv->loop, &c->handshake_timer);
 		tls_describe(c->tls, c->tls_desc, sizeof c->tls_desc);
+		tls_suite(c->tls, c->tls_suite, sizeof c->tls_suite);
 		tls_sni(c->tls, c->sni, sizeof c->sni);
 		log_debug("client %s: TLS established: %s sni=%s", c->peer, c->tls_desc, c->sni);
 		session_tls_established(&c->session);
@@ -603,9 +606,22 @@ static void update_watchers(struct conn *c)
 	set_watcher(c, &c->bio, c->bfd, &c->bio_events, backend);
 }
 
+/* refresh_date - the trace line's date, formatted once a second */
+static void refresh_date(struct server *srv)
+{
+	time_t now = (time_t)ev_now(srv->loop);
+	if ((long)now == srv->date_second)
+		return;
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(srv->date, sizeof srv->date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	srv->date_second = (long)now;
+}
+
 /* conn_run - the one place that decides the next I/O, after every event */
 static void conn_run(struct conn *c)
 {
+	refresh_date(c->srv);
 	int round;
 	for (round = 0; round < ROUNDS_PER_EVENT && !c->dead; round++) {
 		bool moved = false;
@@ -813,6 +829,9 @@ static void init_session(struct conn *c)
 		.xclient = cfg->client_addr == CONFIG_CLIENT_ADDR_XCLIENT,
 		.proxy_helo = c->srv->hostname,
 		.client_addr = c->xclient_addr,
+		.trace_header = cfg->trace_header,
+		.date = c->srv->date,
+		.tls_suite = c->tls_suite,
 	};
 	xclient_addr(&c->client_addr, c->xclient_addr, sizeof c->xclient_addr, &policy.client_port);
 	session_init(&c->session, &policy);

@@ -44,6 +44,8 @@ struct server {
 	const char *config_path;
 	bool log_to_stderr;
 	char hostname[256]; /* the proxy's own EHLO name towards an XCLIENT backend */
+	char date[64];      /* RFC 5322 date-time for trace lines, refreshed each second */
+	long date_second;
 	struct generation *current; /* in force for new connections */
 	struct conn *conns; /* every live connection, for shutdown */
 	size_t n_conns;

@@ -241,6 +241,12 @@ void tls_describe(struct tls_conn *t, char *buf, size_t len)
 			*p = '-';
 }
 
+void tls_suite(struct tls_conn *t, char *buf, size_t len)
+{
+	const char *name = gnutls_ciphersuite_get(t->session);
+	snprintf(buf, len, "%s", name ? name : "unknown");
+}
+
 void tls_sni(struct tls_conn *t, char *buf, size_t len)
 {
 	size_t n = len;

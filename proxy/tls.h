@@ -55,6 +55,9 @@ void tls_bye(struct tls_conn *t);
 /* tls_describe - "TLS1.3/AES-256-GCM" for the session log line */
 void tls_describe(struct tls_conn *t, char *buf, size_t len);
 
+/* tls_suite - the cipher suite's IANA name, e.g. "TLS_AES_256_GCM_SHA384" */
+void tls_suite(struct tls_conn *t, char *buf, size_t len);
+
 /* tls_sni - the server name the client asked for, or "-" */
 void tls_sni(struct tls_conn *t, char *buf, size_t len);
 

@@ -346,6 +346,13 @@ bool config_network_contains(const struct config_network *net, int family, const
 	return (net->addr[full] & mask) == (addr[full] & mask);
 }
 
+static bool key_trace_header(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                             const char *v)
+{
+	(void)cfg;
+	return parse_bool(ctx, v, &l->trace_header);
+}
+
 static bool key_connect_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
                                 const char *v)
 {
@@ -391,6 +398,7 @@ static const struct key_def {
 	{ "client_addr", SCOPE_LISTENER, key_client_addr, false },
 	{ "accept_proxy", SCOPE_LISTENER, key_accept_proxy, false },
 	{ "proxy_from", SCOPE_LISTENER, key_proxy_from, true },
+	{ "trace_header", SCOPE_LISTENER, key_trace_header, false },
 	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false },
 	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false },
 	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false },

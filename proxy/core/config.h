@@ -71,6 +71,7 @@ struct config_listener {
 	int client_addr_line;
 	bool accept_proxy;
 	int accept_proxy_line;
+	bool trace_header;
 	struct config_network proxy_from[CONFIG_MAX_NETWORKS]; /* empty: any peer */
 	size_t n_proxy_from;
 	unsigned connect_timeout;   /* seconds */

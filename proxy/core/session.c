@@ -23,6 +23,7 @@
 #include "ehlo_filter.h"
 #include "smtp_command.h"
 #include "smtp_reply.h"
+#include "trace.h"
 
 /* Replies the proxy makes itself (INTERFACE.md, RFC 3463 codes). */
 static const char REPLY_READY_TLS[] = "220 2.0.0 Ready to start TLS\r\n";
@@ -233,6 +234,34 @@ static void send_xclient(struct session *s)
 	queue_push(s, PENDING_XCLIENT, NULL);
 }
 
+/* ---- the trace line (trace_header) ---- */
+
+/* trace_line - this message's Received line into BUF; its length */
+static size_t trace_line(const struct session *s, char *buf, size_t cap)
+{
+	struct trace_facts f = {
+		.helo = s->helo_name,
+		.esmtp = s->helo_esmtp,
+		.client_addr = s->policy.client_addr,
+		.by = s->policy.proxy_helo,
+		.tls_suite = s->tls_active ? s->policy.tls_suite : NULL,
+		.authenticated = s->authenticated,
+		.date = s->policy.date,
+	};
+	return trace_received(&f, buf, cap);
+}
+
+/* remember_helo - the client's EHLO or HELO name, for the trace line */
+static void remember_helo(struct session *s, const struct smtp_command *cmd)
+{
+	size_t n = 0;
+	while (n < cmd->args_len && n < sizeof s->helo_name - 1 && cmd->args[n] != ' ' && cmd->args[n] != '\t')
+		n++;
+	memcpy(s->helo_name, cmd->args, n);
+	s->helo_name[n] = '\0';
+	s->helo_esmtp = cmd->verb == VERB_EHLO;
+}
+
 /* ---- from the client ---- */
 
 /* find_line - length of the line at P including its LF, 0 when incomplete */
@@ -312,7 +341,19 @@ static void handle_bdat(struct session *s, const struct smtp_command *cmd, const
 		refuse_command(s, cmd, REPLY_BDAT_UNSUPPORTED);
 		return;
 	}
-	relay_line(s, line, len, last ? PENDING_BDAT_LAST : PENDING_BDAT);
+	if (s->policy.trace_header && !s->trace_in_transaction) {
+		/* The first chunk carries the Received line: its size grows
+		 * by the line's, the client's octets follow unchanged. */
+		char trace[TRACE_LINE_MAX], command[64];
+		size_t n = trace_line(s, trace, sizeof trace);
+		int c = snprintf(command, sizeof command, "BDAT %llu%s", (unsigned long long)(size + n),
+		                 last ? " LAST" : "");
+		relay_line(s, (const uint8_t *)command, (size_t)c, last ? PENDING_BDAT_LAST : PENDING_BDAT);
+		buf_append(&s->out_backend, trace, n);
+		s->trace_in_transaction = true;
+	} else {
+		relay_line(s, line, len, last ? PENDING_BDAT_LAST : PENDING_BDAT);
+	}
 	if (size > 0) {
 		s->chunk_left = size;
 		s->phase = CLIENT_BDAT_CHUNK;
@@ -358,9 +399,11 @@ static void handle_command(struct session *s, const uint8_t *line, size_t len)
 		relay_line(s, line, len, PENDING_AUTH);
 		return;
 	case VERB_EHLO:
+		remember_helo(s, &cmd);
 		relay_line(s, line, len, PENDING_EHLO);
 		return;
 	case VERB_HELO:
+		remember_helo(s, &cmd);
 		relay_line(s, line, len, PENDING_HELO);
 		return;
 	case VERB_MAIL:
@@ -457,6 +500,13 @@ static bool step_skip_long_line(struct session *s, const uint8_t *p, size_t n, s
 /* step_data - message bytes up to CRLF.CRLF, scanned for smuggling */
 static bool step_data(struct session *s, const uint8_t *p, size_t n, size_t *used_r)
 {
+	if (s->trace_due) {
+		char trace[TRACE_LINE_MAX];
+		size_t len = trace_line(s, trace, sizeof trace);
+		if (!buf_append(&s->out_backend, trace, len))
+			return false; /* once the backend has taken what is queued */
+		s->trace_due = false;
+	}
 	size_t room = buf_room(&s->out_backend);
 	size_t m = n < room ? n : room;
 	enum data_scan_result result;
@@ -633,13 +683,16 @@ static void on_final_reply(struct session *s, enum pending_kind kind, unsigned c
 		}
 		break;
 	case PENDING_MAIL:
-		if (positive)
+		if (positive) {
 			s->in_transaction = true;
+			s->trace_in_transaction = false;
+		}
 		break;
 	case PENDING_DATA:
 		if (code == 354) {
 			data_scanner_init(&s->scanner, true);
 			s->phase = CLIENT_DATA;
+			s->trace_due = s->policy.trace_header;
 		}
 		break;
 	case PENDING_DATA_END:

@@ -47,6 +47,11 @@ struct session_policy {
 	const char *proxy_helo;  /* a domain or address literal */
 	const char *client_addr; /* "192.0.2.7" or "IPV6:2001:db8::7" */
 	unsigned client_port;
+	/* trace_header: a Received line before every message (trace.h);
+	 * the edge keeps the strings behind these pointers current */
+	bool trace_header;
+	const char *date;      /* RFC 5322 date-time, now */
+	const char *tls_suite; /* the cipher suite once TLS is up */
 };
 
 /* What the edge must do; session_next_action() hands them out one at a time
@@ -120,6 +125,9 @@ struct session {
 	bool client_eof;
 	bool draining;           /* shutdown asked: 421 once idle */
 	bool ended;              /* the last output is queued; the rest is closing */
+	bool helo_esmtp;         /* the client said EHLO, not HELO */
+	bool trace_due;          /* a Received line goes before the next message byte */
+	bool trace_in_transaction; /* this transaction's BDAT message has its line */
 	bool reply_in_progress;  /* a multi-line reply's first line is out */
 	bool ehlo_rewriting;     /* the reply in progress is a 250 EHLO reply */
 	bool ehlo_last_marker_valid;
@@ -134,6 +142,7 @@ struct session {
 	size_t queue_head, queue_len;
 
 	struct session_stats stats;
+	char helo_name[256]; /* the client's EHLO or HELO argument, for the trace line */
 
 	struct buf out_client, out_backend;
 	uint8_t out_client_storage[SESSION_OUT_CAP];

@@ -26,7 +26,8 @@ static void test_valid(void)
 	CHECK(cfg.n_listeners == 1 && strcmp(l->name, "mx") == 0, "name");
 	CHECK(cfg.log_level == CONFIG_LOG_INFO && cfg.workers == 0 && cfg.drain_timeout == 60, "global defaults");
 	CHECK(l->tls == CONFIG_TLS_STARTTLS && !l->require_tls && !l->auth_before_tls, "listener defaults");
-	CHECK(l->client_addr == CONFIG_CLIENT_ADDR_NONE && !l->accept_proxy, "client address defaults");
+	CHECK(l->client_addr == CONFIG_CLIENT_ADDR_NONE && !l->accept_proxy && !l->trace_header,
+	      "client address and trace defaults");
 	CHECK(l->connect_timeout == 30 && l->handshake_timeout == 30 && l->idle_timeout == 300, "timeouts");
 	CHECK(strcmp(l->listen[0].host, "127.0.0.1") == 0 && strcmp(l->listen[0].port, "25") == 0, "listen");
 	CHECK(strcmp(l->backend.host, "127.0.0.1") == 0 && strcmp(l->backend.port, "10025") == 0, "backend");
@@ -95,6 +96,7 @@ static const struct {
 	{ MINIMAL "accept_proxy = yes\nproxy_from = 10.0.0.0/08\n", "t.conf:6: bad prefix length in '10.0.0.0/08'" },
 	{ MINIMAL "accept_proxy = yes\nproxy_from = lb.example\n", "t.conf:6: bad network 'lb.example' (expected ADDR or ADDR/PREFIX)" },
 	{ MINIMAL "proxy_from = 10.0.0.1\n", "t.conf:1: listener 'mx' has proxy_from without accept_proxy = yes" },
+	{ MINIMAL "trace_header = sometimes\n", "t.conf:5: expected yes or no, not 'sometimes'" },
 };
 
 /* test_invalid - each bad file, with its exact message and line */

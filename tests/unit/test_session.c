@@ -40,6 +40,13 @@ struct transcript {
 #define AUTH_BEFORE_TLS_POLICY { .tls_mode = SESSION_STARTTLS, .auth_before_tls = true }
 #define XCLIENT_POLICY { .tls_mode = SESSION_STARTTLS, .xclient = true, .proxy_helo = "proxy.test", \
 	                 .client_addr = "IPV6:2001:db8::7", .client_port = 50000 }
+#define TRACE_DATE "Sat, 28 Nov 2026 20:58:13 +0000"
+#define TRACE_POLICY { .tls_mode = SESSION_STARTTLS, .trace_header = true, .proxy_helo = "proxy.test", \
+	               .client_addr = "IPV6:2001:db8::7", .date = TRACE_DATE, .tls_suite = "TLS_AES_256_GCM_SHA384" }
+#define TRACE_TLS "Received: from c.test ([IPv6:2001:db8::7])\r\n\tby proxy.test (starttlsd) with ESMTPS\r\n" \
+	"\ttls TLS_AES_256_GCM_SHA384;\r\n\t" TRACE_DATE "\r\n"
+#define TRACE_PLAIN_HOSTILE "Received: from ev?l???x?.test ([IPv6:2001:db8::7])\r\n\tby proxy.test (starttlsd) with SMTP;\r\n\t" \
+	TRACE_DATE "\r\n"
 #define XCLIENT_IMPLICIT_POLICY { .tls_mode = SESSION_IMPLICIT, .xclient = true, .proxy_helo = "[192.0.2.1]", \
 	                          .client_addr = "192.0.2.7", .client_port = 4242 }
 
@@ -279,6 +286,22 @@ static const struct transcript transcripts[] = {
 		{ BACKEND, "250 XCLIENT ADDR\r\n", "", "XCLIENT ADDR=IPV6:2001:db8::7 PORT=50000 NAME=[UNAVAILABLE]\r\n", "" },
 		{ BACKEND, "550 5.7.0 Authentication required\r\n",
 		  "421 4.7.0 Backend cannot take the client's address, closing connection\r\n", "", "CLOSE_AFTER_FLUSH" } } },
+
+	/* trace_header (RFC 5321 section 4.4, RFC 3848, RFC 8314 section 4.3) */
+	{ "a Received line before a DATA message inside TLS", TRACE_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE,
+		{ CLIENT, "EHLO c.test\r\n", "", "EHLO c.test\r\n", "" },
+		EHLO_IN_TLS_PIPELINING_CHUNKING, MAIL_RCPT_DATA,
+		{ CLIENT, "Subject: x\r\n\r\nhi\r\n.\r\n", "", TRACE_TLS "Subject: x\r\n\r\nhi\r\n.\r\n", "" },
+		{ BACKEND, "250 ok\r\n", "250 ok\r\n", "", "" },
+		{ CLIENT, "MAIL FROM:<a@x>\r\nBDAT 5 LAST\r\nhello", "",
+		  "MAIL FROM:<a@x>\r\nBDAT 153 LAST\r\n" TRACE_TLS "hello", "" } } },
+	{ "the trace line defuses a hostile HELO name", TRACE_POLICY, {
+		GREET, { CLIENT, "HELO ev(l)\x01<x>.test\r\n", "", "HELO ev(l)\x01<x>.test\r\n", "" },
+		{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" },
+		{ CLIENT, "DATA\r\n", "", "DATA\r\n", "" },
+		{ BACKEND, "354 go\r\n", "354 go\r\n", "", "" },
+		{ CLIENT, ".\r\n", "", TRACE_PLAIN_HOSTILE ".\r\n", "" } } },
 
 	/* endings (INTERFACE.md; RFC 5321 section 3.8) */
 	{ "backend closes while a reply is owed", STARTTLS_POLICY, {
