@@ -105,6 +105,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.proxy_helo = "proxy.test",
 		.client_addr = "IPV6:2001:db8::7",
 		.client_port = 50000,
+		.trace_header = data[0] & 16,
+		.date = "Sat, 28 Nov 2026 20:58:13 +0000",
+		.tls_suite = "TLS_AES_128_GCM_SHA256",
 	};
 	memset(&e, 0, offsetof(struct fuzz_edge, s));
 	e.client_in_len = e.backend_in_len = 0;
