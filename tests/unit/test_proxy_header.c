@@ -37,8 +37,10 @@ static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *addr
 	size_t len = addr_len + tlv_len;
 	out[14] = (uint8_t)(len >> 8);
 	out[15] = (uint8_t)len;
-	memcpy(out + 16, addr, addr_len);
-	memcpy(out + 16 + addr_len, tlvs, tlv_len);
+	if (addr_len > 0)
+		memcpy(out + 16, addr, addr_len);
+	if (tlv_len > 0)
+		memcpy(out + 16 + addr_len, tlvs, tlv_len);
 	return 16 + len;
 }
 
