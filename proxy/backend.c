@@ -42,10 +42,35 @@ bool backend_resolve(const struct config_backend *b, const char *filename, struc
 	return true;
 }
 
-int backend_connect(const struct backend_addrs *a, size_t index, size_t *index_r)
+/* bind_foreign - bind FD to SOURCE, an address of another host's (the
+ * client's), port chosen by the system; the routing that brings the
+ * replies back is packaging/transparent-routing's */
+static bool bind_foreign(int fd, const struct sockaddr_storage *source)
+{
+	int one = 1;
+	struct sockaddr_storage from = *source;
+	socklen_t len;
+	if (from.ss_family == AF_INET) {
+		((struct sockaddr_in *)&from)->sin_port = 0;
+		len = sizeof(struct sockaddr_in);
+		if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) < 0)
+			return false;
+	} else {
+		((struct sockaddr_in6 *)&from)->sin6_port = 0;
+		len = sizeof(struct sockaddr_in6);
+		if (setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) < 0)
+			return false;
+	}
+	return bind(fd, (const struct sockaddr *)&from, len) == 0;
+}
+
+int backend_connect(const struct backend_addrs *a, size_t index, const struct sockaddr_storage *source,
+                    size_t *index_r)
 {
 	for (size_t i = index; i < a->n; i++) {
 		int family = a->addr[i].ss_family;
+		if (source && source->ss_family != family)
+			continue; /* an IPv4 client cannot reach an IPv6 backend from its own address */
 		int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return -1;
@@ -53,6 +78,12 @@ int backend_connect(const struct backend_addrs *a, size_t index, size_t *index_r
 			/* SMTP is a dialogue of short lines: never wait to fill a segment. */
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		}
+		if (source && !bind_foreign(fd, source)) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
 		}
 		if (connect(fd, (const struct sockaddr *)&a->addr[i], a->len[i]) == 0 || errno == EINPROGRESS) {
 			*index_r = i;

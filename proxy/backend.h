@@ -23,9 +23,11 @@ bool backend_resolve(const struct config_backend *b, const char *filename, struc
                      char *err, size_t errlen);
 
 /* backend_connect - start a non-blocking connect to address INDEX or a later
- * one; returns the socket and sets *index_r to the address used, or -1 when
- * none could be started */
-int backend_connect(const struct backend_addrs *a, size_t index, size_t *index_r);
+ * one, from SOURCE when it is not NULL (client_addr = transparent: a foreign
+ * address, IP_TRANSPARENT); returns the socket and sets *index_r to the
+ * address used, or -1 with errno set when none could be started */
+int backend_connect(const struct backend_addrs *a, size_t index, const struct sockaddr_storage *source,
+                    size_t *index_r);
 
 /* backend_connect_result - 0 when the connect finished well, else errno */
 int backend_connect_result(int fd);

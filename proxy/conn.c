@@ -459,7 +459,9 @@ static bool send_client_addr(struct conn *c)
 /* start_backend_connect - connect to address INDEX or a later one */
 static void start_backend_connect(struct conn *c, size_t index)
 {
-	c->bfd = backend_connect(&c->listener->backend, index, &c->backend_index);
+	bool transparent = c->listener->cfg->client_addr == CONFIG_CLIENT_ADDR_TRANSPARENT;
+	c->bfd = backend_connect(&c->listener->backend, index, transparent ? &c->client_addr : NULL,
+	                         &c->backend_index);
 	if (c->bfd < 0) {
 		log_warning("client %s: backend unreachable: %s", c->peer, strerror(errno));
 		session_backend_failed(&c->session);

@@ -273,7 +273,7 @@ static bool key_auth_before_tls(struct parse_ctx *ctx, struct config *cfg, struc
 static bool key_client_addr(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
                             const char *v)
 {
-	static const char *const names[] = { "none", "xclient", "proxy-v1", "proxy-v2" };
+	static const char *const names[] = { "none", "xclient", "proxy-v1", "proxy-v2", "transparent" };
 	(void)cfg;
 	l->client_addr_line = ctx->line;
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -282,7 +282,8 @@ static bool key_client_addr(struct parse_ctx *ctx, struct config *cfg, struct co
 			return true;
 		}
 	}
-	return fail(ctx, ctx->line, "client_addr must be none, xclient, proxy-v1 or proxy-v2, not '%s'", v);
+	return fail(ctx, ctx->line, "client_addr must be none, xclient, proxy-v1, proxy-v2 or transparent, not '%s'",
+	            v);
 }
 
 static bool key_accept_proxy(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
@@ -548,7 +549,18 @@ bool config_parse(const char *text, size_t len, const char *filename, struct con
 	}
 	if (cfg_r->n_listeners == 0)
 		return fail(&ctx, ctx.line ? ctx.line : 1, "no listener section ([NAME] with listen, backend and cert)");
-	return finish_listener(&ctx, &cfg_r->listeners[cfg_r->n_listeners - 1]);
+	if (!finish_listener(&ctx, &cfg_r->listeners[cfg_r->n_listeners - 1]))
+		return false;
+	for (size_t i = 0; i < cfg_r->n_listeners; i++) {
+		const struct config_listener *l = &cfg_r->listeners[i];
+		/* Connecting from a foreign address takes CAP_NET_ADMIN,
+		 * which running as another user gives up. */
+		if (l->client_addr == CONFIG_CLIENT_ADDR_TRANSPARENT && cfg_r->user[0])
+			return fail(&ctx, l->client_addr_line, "client_addr = transparent cannot be used with user");
+		if (l->client_addr == CONFIG_CLIENT_ADDR_TRANSPARENT && l->backend.is_unix)
+			return fail(&ctx, l->client_addr_line, "client_addr = transparent needs a TCP backend");
+	}
+	return true;
 }
 
 /* is_loopback_backend - the backend is reached over loopback */

@@ -22,7 +22,8 @@
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
 enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
 enum config_client_addr { CONFIG_CLIENT_ADDR_NONE, CONFIG_CLIENT_ADDR_XCLIENT,
-	                  CONFIG_CLIENT_ADDR_PROXY_V1, CONFIG_CLIENT_ADDR_PROXY_V2 };
+	                  CONFIG_CLIENT_ADDR_PROXY_V1, CONFIG_CLIENT_ADDR_PROXY_V2,
+	                  CONFIG_CLIENT_ADDR_TRANSPARENT };
 
 /* listen = ADDR:PORT. host "*" means every IPv4 and IPv6 address; an IPv6
  * host is stored without its brackets. */

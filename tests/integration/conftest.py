@@ -28,7 +28,7 @@ PYTHON = "/usr/bin/python3"
 TIMEOUT = 10  # seconds, for every read that waits on the proxy
 CERT_NAME = "test.example"
 
-LISTENING_RE = re.compile(r"starttlsd: info: listener (\S+): listening on 127\.0\.0\.1:(\d+)")
+LISTENING_RE = re.compile(r"starttlsd: info: listener (\S+): listening on (?:127\.0\.0\.1|10\.\d+\.\d+\.\d+):(\d+)")
 SESSION_RE = re.compile(
     r"starttlsd: info: session listener=(?P<listener>\S+) client=(?P<client>\S+) "
     r"tls=(?P<tls>\S+) sni=(?P<sni>\S+) bytes_in=(?P<bytes_in>\d+) "

@@ -7,6 +7,7 @@ integration tests. Per connection N (counted from 1) it writes:
   DIR/conn-N.raw   every byte received on the connection, exactly as received
   DIR/conn-N.done  created (empty) when the connection has ended
   DIR/conn-N.proxy the PROXY protocol header, with --proxy-protocol
+  DIR/conn-N.peer  "ADDRESS PORT" of the connection's peer
 
 and per accepted message M (counted from 1, across connections):
 
@@ -58,6 +59,9 @@ class Session:
         self.msg_counter = msg_counter
         self.buf = b""
         self.raw = open(os.path.join(opts.record, "conn-%d.raw" % conn_id), "wb", buffering=0)
+        peer = sock.getpeername()
+        with open(os.path.join(opts.record, "conn-%d.peer" % conn_id), "w") as f:
+            f.write("%s %d\n" % (peer[0], peer[1]))
         self.helo = False
         self.reset()
 
