@@ -200,6 +200,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "starttlsd: warning: this version runs one worker process (workers = %u)\n",
 		        cfg->workers);
 
+	/* A signal that comes once the sockets are announced but before the
+	 * loop watches for it waits instead of killing the process. */
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
+
 	srv.log_to_stderr = true;
 	log_setup(true, (enum log_level)cfg->log_level);
 	if (!listener_bind_all(srv.current, NULL, path, err, sizeof err)) {
@@ -225,6 +234,7 @@ int main(int argc, char **argv)
 	ev_signal_start(srv.loop, &srv.sig_term);
 	ev_signal_start(srv.loop, &srv.sig_int);
 	ev_signal_start(srv.loop, &srv.sig_hup);
+	sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
 	listener_start_all(&srv);
 	log_info("starttlsd %s started", STARTTLSD_VERSION);
 
