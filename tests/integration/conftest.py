@@ -418,6 +418,15 @@ class Client:
         self.close()
 
 
+def greeted(port, ehlo="EHLO a"):
+    """A plaintext client past the recording sink's greeting (and EHLO)."""
+    c = Client(port)
+    assert c.reply().lines == ["220 sink.test ESMTP"]
+    if ehlo:
+        assert c.cmd(ehlo).code == 250
+    return c
+
+
 def ehlo_starttls(port, name="client.test"):
     """Greeting, EHLO, STARTTLS, handshake, EHLO: a client ready for MAIL inside TLS."""
     c = Client(port)

@@ -4,18 +4,10 @@ S19-S21)."""
 
 import pytest
 
-from conftest import Client, ehlo_starttls, implicit
+from conftest import Client, ehlo_starttls, greeted, implicit
 
 MUST_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
 ENCRYPTION_REQUIRED = "538 5.7.11 Encryption required for requested authentication mechanism"
-
-
-def greeted(port, ehlo="EHLO a"):
-    c = Client(port)
-    assert c.reply().lines == ["220 sink.test ESMTP"]
-    if ehlo:
-        assert c.cmd(ehlo).code == 250
-    return c
 
 
 def never_saw(sink, *needles):

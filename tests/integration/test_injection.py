@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import Client
+from conftest import Client, greeted
 
 
 def expect_recording(sink, expected):
@@ -14,14 +14,6 @@ def expect_recording(sink, expected):
     rec = sink.wait_done(1)
     assert rec in (expected, expected + b"QUIT\r\n"), rec
     assert sink.conns() == [1]
-
-
-def greeted(port, ehlo="EHLO a"):
-    c = Client(port)
-    assert c.reply().lines == ["220 sink.test ESMTP"]
-    if ehlo:
-        assert c.cmd(ehlo).code == 250
-    return c
 
 
 def after_tls_clean(c):
