@@ -64,7 +64,7 @@ CORE_OBJS = $(CORE_SRCS:%.c=$(BUILD)/%.o)
 EDGE_OBJS = $(EDGE_SRCS:%.c=$(BUILD)/%.o)
 UNIT_OBJS = $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all clean check run unit fuzz integration sanitizers deps-build deps-test bench
+.PHONY: all clean check run unit fuzz integration sanitizers valgrind deps-build deps-test bench
 
 PROXY_BIN ?= proxy/starttlsd
 

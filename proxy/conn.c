@@ -126,6 +126,8 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(srv->loop, &c->idle_timer);
 	ev_timer_stop(srv->loop, &c->linger_timer);
 	ev_timer_stop(srv->loop, &c->proxy_timer);
+	/* The backend may be gone already, its greeting timer not. */
+	ev_timer_stop(srv->loop, &c->connect_timer);
 	close_backend(c);
 	tls_conn_free(c->tls);
 	close(c->cfd);
@@ -424,6 +426,13 @@ static bool backend_write(struct conn *c)
 	return n > 0;
 }
 
+/* backend_failed - the backend cannot be had: the client gets 421 */
+static void backend_failed(struct conn *c)
+{
+	ev_timer_stop(c->srv->loop, &c->connect_timer);
+	session_backend_failed(&c->session);
+}
+
 /* send_client_addr - client_addr = proxy-v1 or proxy-v2: the header goes
  * first, in one write, before the greeting is read (PROXY protocol
  * section 2); on a fresh socket it always fits the send buffer */
@@ -464,7 +473,7 @@ static void start_backend_connect(struct conn *c, size_t index)
 	                         &c->backend_index);
 	if (c->bfd < 0) {
 		log_warning("client %s: backend unreachable: %s", c->peer, strerror(errno));
-		session_backend_failed(&c->session);
+		backend_failed(c);
 		return;
 	}
 	c->backend_connecting = true;
@@ -485,7 +494,7 @@ static bool finish_backend_connect(struct conn *c)
 		if (!send_client_addr(c)) {
 			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
 			close_backend(c);
-			session_backend_failed(&c->session);
+			backend_failed(c);
 		}
 		return true;
 	}
@@ -499,7 +508,7 @@ static bool finish_backend_connect(struct conn *c)
 		return true;
 	}
 	log_warning("client %s: backend unreachable: %s", c->peer, strerror(error));
-	session_backend_failed(&c->session);
+	backend_failed(c);
 	return true;
 }
 
@@ -721,7 +730,7 @@ static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	log_warning("client %s: backend did not greet within %us", c->peer, c->listener->cfg->connect_timeout);
 	close_backend(c);
-	session_backend_failed(&c->session);
+	backend_failed(c);
 	conn_run(c);
 }
 

@@ -29,6 +29,11 @@ sanitizers:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		tests/integration/run
 
+# valgrind - the integration suite with the proxy under memcheck: it sees
+# what ASan cannot, such as libev writing into a freed watcher
+valgrind: $(PROXY_BIN)
+	STARTTLSD=$(abspath tests/integration/valgrind-starttlsd) tests/integration/run
+
 deps-build:
 	packaging/install-deps build
 
@@ -39,6 +44,7 @@ check: deps-test
 	$(MAKE) all unit
 	$(MAKE) integration
 	$(MAKE) sanitizers
+	$(MAKE) valgrind
 	$(MAKE) fuzz
 	@echo "check: every suite passed"
 
