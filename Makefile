@@ -91,6 +91,7 @@ unit: $(BUILD)/run_unit
 -include $(CORE_OBJS:.o=.d) $(EDGE_OBJS:.o=.d) $(UNIT_OBJS:.o=.d)
 
 include tests/tests.mk
+include tests/bench/bench.mk
 
 clean:
 	rm -rf build build-* proxy/starttlsd

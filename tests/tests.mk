@@ -41,7 +41,7 @@ deps-test:
 	packaging/install-deps test
 
 check: deps-test
-	$(MAKE) all unit
+	$(MAKE) all unit $(BUILD)/loadgen
 	$(MAKE) integration
 	$(MAKE) sanitizers
 	$(MAKE) valgrind
