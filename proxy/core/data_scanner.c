@@ -1,6 +1,8 @@
 /* data_scanner.c - end of DATA and smuggling detection (rule in the header) */
 #include "data_scanner.h"
 
+#include <string.h>
+
 void data_scanner_init(struct data_scanner *sc, bool strict)
 {
 	sc->state = SCAN_BOL;
@@ -29,6 +31,16 @@ static enum data_scan_state step_text(enum data_scan_state st, uint8_t c)
 	return SCAN_TEXT;
 }
 
+/* next_break - the first CR or LF in P[I..N), or N; most message bytes
+ * are text, and memchr passes over them many at a time */
+static size_t next_break(const uint8_t *p, size_t i, size_t n)
+{
+	const uint8_t *lf = memchr(p + i, '\n', n - i);
+	size_t end = lf ? (size_t)(lf - p) : n;
+	const uint8_t *cr = memchr(p + i, '\r', end - i);
+	return cr ? (size_t)(cr - p) : end;
+}
+
 size_t data_scan(struct data_scanner *sc, const uint8_t *p, size_t n,
                  enum data_scan_result *result_r)
 {
@@ -39,6 +51,14 @@ size_t data_scan(struct data_scanner *sc, const uint8_t *p, size_t n,
 	/* Held bytes are never part of P's settled prefix on entry: the caller
 	 * offers them again, so the scanner restarts from the state before them. */
 	for (size_t i = 0; i < n; i++) {
+		if (st == SCAN_TEXT) {
+			/* Inside a line nothing but a line break matters. */
+			i = next_break(p, i, n);
+			settled = i;
+			settled_state = SCAN_TEXT;
+			if (i == n)
+				break;
+		}
 		uint8_t c = p[i];
 		bool line_break = c == '\r' || c == '\n';
 
