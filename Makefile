@@ -43,12 +43,14 @@ CORE_SRCS = \
 
 EDGE_SRCS = \
 	proxy/backend.c \
+	proxy/file_source.c \
 	proxy/conn.c \
 	proxy/generation.c \
 	proxy/listener.c \
 	proxy/log.c \
 	proxy/main.c \
-	proxy/tls.c
+	proxy/tls.c \
+	proxy/tls_creds.c
 
 UNIT_SRCS = \
 	tests/unit/harness.c \

@@ -76,6 +76,8 @@ struct conn {
 	char tls_desc[64];
 	char tls_suite[64];
 	char sni[256];
+	const char *cert_name; /* the certificate it got (tls_cert_name) */
+	bool resumed;
 	size_t cin_len, bin_len;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
@@ -116,9 +118,11 @@ static void conn_free(struct conn *c)
 	const char *end = c->session.stats.end_reason ? c->session.stats.end_reason
 	                  : c->end_reason                ? c->end_reason
 	                                                 : "closed";
-	log_info("session listener=%s client=%s tls=%s sni=%s bytes_in=%llu bytes_out=%llu messages=%llu end=%s",
+	log_info("session listener=%s client=%s tls=%s sni=%s cert=%s resumed=%s bytes_in=%llu bytes_out=%llu "
+	         "messages=%llu end=%s",
 	         c->listener->cfg->name, c->peer, c->tls_desc[0] ? c->tls_desc : "none",
-	         c->sni[0] ? c->sni : "-", (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+	         c->sni[0] ? c->sni : "-", c->cert_name ? c->cert_name : "-", c->resumed ? "yes" : "no",
+	         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
 	         (unsigned long long)c->session.stats.messages_accepted, end);
 
 	ev_io_stop(srv->loop, &c->cio);
@@ -250,6 +254,15 @@ static bool client_write(struct conn *c)
 	return n > 0;
 }
 
+/* log_client_cert - client_cert = request: who the client says it is */
+static void log_client_cert(struct conn *c)
+{
+	char subject[512], sha256[100];
+	if (c->listener->cfg->request_client_cert &&
+	    tls_client_cert(c->tls, subject, sizeof subject, sha256, sizeof sha256))
+		log_info("client %s: client certificate subject=\"%s\" sha256=%s", c->peer, subject, sha256);
+}
+
 /* handshake_step - drive the TLS handshake */
 static bool handshake_step(struct conn *c)
 {
@@ -265,7 +278,10 @@ static bool handshake_step(struct conn *c)
 		tls_describe(c->tls, c->tls_desc, sizeof c->tls_desc);
 		tls_suite(c->tls, c->tls_suite, sizeof c->tls_suite);
 		tls_sni(c->tls, c->sni, sizeof c->sni);
+		c->cert_name = tls_cert_name(c->tls);
+		c->resumed = tls_resumed(c->tls);
 		log_debug("client %s: TLS established: %s sni=%s", c->peer, c->tls_desc, c->sni);
+		log_client_cert(c);
 		session_tls_established(&c->session);
 		c->c_readable = c->c_writable = true;
 		if (c->backend_after_handshake) {

@@ -1,50 +1,28 @@
 /* generation.c - one loaded configuration (see generation.h) */
 #include "generation.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CONFIG_FILE_MAX (1024 * 1024)
-
-/* read_file - the whole configuration file, bounded */
-static char *read_file(const char *path, size_t *len_r, char *err, size_t errlen)
+struct generation *generation_load(struct server *srv, const char *path, const struct file_source *src,
+                                   generation_warning_fn *warn, void *warn_ctx, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
+	struct file_blob text;
+	char why[1200];
+	if (!src->read(src->ctx, path, &text, why, sizeof why)) {
+		snprintf(err, errlen, "%s:0: %s", path, why);
 		return NULL;
 	}
-	char *text = malloc(CONFIG_FILE_MAX + 1);
-	size_t n = text ? fread(text, 1, CONFIG_FILE_MAX + 1, f) : 0;
-	bool bad = ferror(f) || !text;
-	fclose(f);
-	if (bad || n > CONFIG_FILE_MAX) {
-		snprintf(err, errlen, "%s:0: %s", path, bad ? "cannot read" : "file too large (at most 1 MiB)");
-		free(text);
-		return NULL;
-	}
-	*len_r = n;
-	return text;
-}
-
-struct generation *generation_load(struct server *srv, const char *path, generation_warning_fn *warn,
-                                   void *warn_ctx, char *err, size_t errlen)
-{
-	size_t len;
-	char *text = read_file(path, &len, err, errlen);
-	if (!text)
-		return NULL;
 	struct generation *gen = calloc(1, sizeof *gen);
 	if (!gen) {
 		snprintf(err, errlen, "%s:0: out of memory", path);
-		free(text);
+		file_blob_wipe(&text);
 		return NULL;
 	}
 	gen->refs = 1;
-	bool ok = config_parse(text, len, path, &gen->cfg, err, errlen);
-	free(text);
+	bool ok = config_parse(text.data, text.len, path, &gen->cfg, err, errlen);
+	file_blob_wipe(&text);
 	if (!ok) {
 		generation_unref(gen);
 		return NULL;
@@ -57,7 +35,7 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 		l->server = srv;
 		l->gen = gen;
 		gen->n_listeners++;
-		l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen);
+		l->creds = tls_creds_load(l->cfg, path, src, warn, warn_ctx, err, errlen);
 		if (!l->creds || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
 			generation_unref(gen);
 			return NULL;

@@ -28,6 +28,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: starttlsd [-f] [-c FILE]\n"
 	                "       starttlsd -t [-c FILE]\n"
+	                "       starttlsd -T [-c FILE]\n"
 	                "       starttlsd -V\n");
 	exit(1);
 }
@@ -93,6 +94,58 @@ static void write_pid_file(const char *path)
 	fclose(f);
 }
 
+/* Every file is read straight from disk, unless a privileged parent reads
+ * them for this process (privsep.h). */
+static const struct file_source disk = { file_read_disk, NULL };
+
+struct tlsa_ctx {
+	const char *port;
+};
+
+static void print_tlsa(void *ctx, const char *name, const char *spki_sha256_hex)
+{
+	const struct tlsa_ctx *t = ctx;
+	/* A TLSA record cannot sit at a wildcard owner name (RFC 7671
+	 * section 4): publish it at each host name the wildcard covers. */
+	if (name[0] == '*')
+		printf("; %s: publish _%s._tcp.HOST. IN TLSA 3 1 1 %s for each HOST it covers\n", name, t->port,
+		       spki_sha256_hex);
+	else
+		printf("_%s._tcp.%s. IN TLSA 3 1 1 %s\n", t->port, name, spki_sha256_hex);
+}
+
+/* print_tlsa_records - starttlsd -T: DANE-EE(3) SPKI(1) SHA-256(1) records
+ * for every certificate and port (RFC 7672 section 3.1) */
+static void print_tlsa_records(const struct generation *gen)
+{
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		const struct listener *l = &gen->listeners[i];
+		printf("; listener %s\n", l->cfg->name);
+		for (size_t j = 0; j < l->cfg->n_listen; j++) {
+			const char *port = l->cfg->listen[j].port;
+			bool seen = false;
+			for (size_t k = 0; k < j; k++)
+				seen = seen || strcmp(l->cfg->listen[k].port, port) == 0;
+			struct tlsa_ctx ctx = { port };
+			if (!seen)
+				tls_creds_tlsa(l->creds, print_tlsa, &ctx);
+		}
+	}
+}
+
+/* warn_key_changes - a listener whose keys changed breaks the DANE TLSA
+ * records published for it until they are updated */
+static void warn_key_changes(const struct generation *old, const struct generation *gen)
+{
+	for (size_t i = 0; i < gen->n_listeners; i++)
+		for (size_t j = 0; j < old->n_listeners; j++)
+			if (strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
+			    !tls_creds_same_keys(gen->listeners[i].creds, old->listeners[j].creds))
+				log_warning("listener %s: its key changed; update any published DANE TLSA records "
+				            "(starttlsd -T prints the new ones)",
+				            gen->listeners[i].cfg->name);
+}
+
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)revents;
@@ -134,7 +187,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	if (srv->draining)
 		return;
 	struct generation *old = srv->current;
-	struct generation *gen = generation_load(srv, srv->config_path, print_warning, NULL, err, sizeof err);
+	struct generation *gen = generation_load(srv, srv->config_path, &disk, print_warning, NULL, err, sizeof err);
 	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
 		log_error("reload refused, the configuration in force stays: %s", err);
 		if (gen)
@@ -143,6 +196,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
 		log_warning("user and workers changes take effect at the next restart");
+	warn_key_changes(old, gen);
 	srv->current = gen;
 	listener_close_all(srv, old); /* only the sockets the new one did not take */
 	generation_unref(old);
@@ -154,9 +208,9 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
-	bool foreground = false, check_only = false;
+	bool foreground = false, check_only = false, print_tlsa_only = false;
 	int opt;
-	while ((opt = getopt(argc, argv, "fc:tV")) != -1) {
+	while ((opt = getopt(argc, argv, "fc:tTV")) != -1) {
 		switch (opt) {
 		case 'f':
 			foreground = true;
@@ -166,6 +220,9 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			check_only = true;
+			break;
+		case 'T':
+			print_tlsa_only = true;
 			break;
 		case 'V':
 			printf("starttlsd %s (GnuTLS %s, libev %d.%d)\n", STARTTLSD_VERSION, tls_library_version(),
@@ -188,13 +245,17 @@ int main(int argc, char **argv)
 	srv.config_path = path;
 	if (gethostname(srv.hostname, sizeof srv.hostname - 1) < 0 || !srv.hostname[0])
 		snprintf(srv.hostname, sizeof srv.hostname, "localhost");
-	srv.current = generation_load(&srv, path, print_warning, &srv, err, sizeof err);
+	srv.current = generation_load(&srv, path, &disk, print_warning, &srv, err, sizeof err);
 	if (!srv.current) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	if (check_only)
+	if (print_tlsa_only)
+		print_tlsa_records(srv.current);
+	if (check_only || print_tlsa_only) {
+		generation_unref(srv.current);
 		return 0;
+	}
 	const struct config *cfg = &srv.current->cfg;
 	if (cfg->workers > 1)
 		fprintf(stderr, "starttlsd: warning: this version runs one worker process (workers = %u)\n",

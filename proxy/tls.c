@@ -1,36 +1,31 @@
-/* tls.c - TLS for the client side, on GnuTLS (see tls.h) */
-#include "tls.h"
+/* tls.c - TLS sessions on the client side, on GnuTLS (see tls.h) */
+#include "tls_creds_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
-
-/* TLS 1.2 and 1.3 only (RFC 8996), forward-secret key exchange, AEAD
- * ciphers; the server's order wins. */
-#define DEFAULT_PRIORITY                                                                                 \
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-RSA:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
-	"+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
-
-/* A certificate that expires within this many days is worth a warning. */
-#define EXPIRY_WARNING_DAYS 14
-
-struct tls_creds {
-	gnutls_certificate_credentials_t certs;
-	gnutls_priority_t priority;
-};
 
 struct tls_conn {
 	gnutls_session_t session;
+	const struct tls_creds *creds;
 };
+
+/* The session ticket master key: made once before any worker is forked, so
+ * every worker takes every ticket. GnuTLS derives the key that actually
+ * encrypts tickets from it and rotates that key every ticket lifetime
+ * (gnutls_db_set_cache_expiration, 6 hours by default). No session cache
+ * is kept on the server. */
+static gnutls_datum_t ticket_master_key;
 
 bool tls_global_init(char *err, size_t errlen)
 {
 	int r = gnutls_global_init();
+	if (r == 0)
+		r = gnutls_session_ticket_key_generate(&ticket_master_key);
 	if (r < 0) {
 		snprintf(err, errlen, "GnuTLS initialisation failed: %s", gnutls_strerror(r));
 		return false;
@@ -43,94 +38,20 @@ const char *tls_library_version(void)
 	return gnutls_check_version(NULL);
 }
 
-/* check_expiry - warn about the first certificate of CHAIN_PATH expiring soon */
-static void check_expiry(gnutls_certificate_credentials_t certs, unsigned index, const char *path,
-                         const char *filename, int line, tls_warning_fn *warn, void *warn_ctx)
+/* choose_certificate - after the ClientHello: the set of certificates its
+ * server name asks for; GnuTLS then picks by key type within the set */
+static int choose_certificate(gnutls_session_t session)
 {
-	gnutls_x509_crt_t *chain = NULL;
-	unsigned chain_len = 0;
-	if (gnutls_certificate_get_x509_crt(certs, index, &chain, &chain_len) < 0 || chain_len == 0)
-		return;
-	time_t expires = gnutls_x509_crt_get_expiration_time(chain[0]);
-	time_t now = time(NULL);
-	if (expires != (time_t)-1 && expires - now < EXPIRY_WARNING_DAYS * 24 * 3600) {
-		char when[32], msg[1200];
-		struct tm tm;
-		gmtime_r(&expires, &tm);
-		strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
-		snprintf(msg, sizeof msg, "%s:%d: warning: certificate %s %s %s", filename, line, path,
-		         expires <= now ? "has expired on" : "expires on", when);
-		warn(warn_ctx, msg);
-	}
-	for (unsigned i = 0; i < chain_len; i++)
-		gnutls_x509_crt_deinit(chain[i]);
-	gnutls_free(chain);
-}
-
-/* load_error - why a certificate or key did not load, in an admin's words */
-static const char *load_error(int r)
-{
-	switch (r) {
-	case GNUTLS_E_FILE_ERROR:
-		return "cannot read the file";
-	case GNUTLS_E_CERTIFICATE_KEY_MISMATCH:
-		return "the key does not match the certificate";
-	case GNUTLS_E_DECRYPTION_FAILED:
-		return "the key is encrypted (a passphrase is not supported)";
-	case GNUTLS_E_BASE64_DECODING_ERROR:
-	case GNUTLS_E_ASN1_DER_ERROR:
-	case GNUTLS_E_BASE64_UNEXPECTED_HEADER_ERROR:
-		return "not a PEM certificate or key";
-	default:
-		return gnutls_strerror(r);
-	}
-}
-
-struct tls_creds *tls_creds_load(const struct config_listener *l, const char *filename,
-                                 tls_warning_fn *warn, void *warn_ctx, char *err, size_t errlen)
-{
-	struct tls_creds *creds = calloc(1, sizeof *creds);
-	if (!creds || gnutls_certificate_allocate_credentials(&creds->certs) < 0) {
-		snprintf(err, errlen, "%s:%d: out of memory", filename, l->line);
-		free(creds);
-		return NULL;
-	}
-	for (size_t i = 0; i < l->n_certs; i++) {
-		const struct config_cert *c = &l->certs[i];
-		const char *key = c->key[0] ? c->key : c->chain;
-		int r = gnutls_certificate_set_x509_key_file2(creds->certs, c->chain, key, GNUTLS_X509_FMT_PEM,
-		                                               NULL, 0);
-		if (r < 0) {
-			snprintf(err, errlen, "%s:%d: certificate %s with key %s: %s", filename, c->line, c->chain,
-			         key, load_error(r));
-			tls_creds_free(creds);
-			return NULL;
-		}
-		check_expiry(creds->certs, (unsigned)r, c->chain, filename, c->line, warn, warn_ctx);
-	}
-
-	const char *priority = l->priority[0] ? l->priority : DEFAULT_PRIORITY;
-	const char *err_pos = NULL;
-	int r = gnutls_priority_init(&creds->priority, priority, &err_pos);
-	if (r < 0) {
-		snprintf(err, errlen, "%s:%d: bad priority string at '%s': %s", filename,
-		         l->priority_line ? l->priority_line : l->line, err_pos ? err_pos : priority,
-		         gnutls_strerror(r));
-		creds->priority = NULL;
-		tls_creds_free(creds);
-		return NULL;
-	}
-	return creds;
-}
-
-void tls_creds_free(struct tls_creds *creds)
-{
-	if (!creds)
-		return;
-	if (creds->priority)
-		gnutls_priority_deinit(creds->priority);
-	gnutls_certificate_free_credentials(creds->certs);
-	free(creds);
+	struct tls_conn *t = gnutls_session_get_ptr(session);
+	char name[256];
+	size_t len = sizeof name;
+	unsigned type;
+	if (gnutls_server_name_get(session, name, &len, &type, 0) < 0 || type != GNUTLS_NAME_DNS)
+		return 0;
+	gnutls_certificate_credentials_t set = tls_creds_for_name(t->creds, name);
+	if (set)
+		return gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, set);
+	return 0;
 }
 
 struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd)
@@ -144,13 +65,20 @@ struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd)
 		free(t);
 		return NULL;
 	}
+	t->creds = creds;
 	if (gnutls_priority_set(t->session, creds->priority) < 0 ||
-	    gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, creds->certs) < 0) {
+	    gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, creds->all) < 0 ||
+	    gnutls_session_ticket_enable_server(t->session, &ticket_master_key) < 0) {
 		gnutls_deinit(t->session);
 		free(t);
 		return NULL;
 	}
-	gnutls_certificate_server_set_request(t->session, GNUTLS_CERT_IGNORE);
+	gnutls_session_set_ptr(t->session, t);
+	gnutls_handshake_set_post_client_hello_function(t->session, choose_certificate);
+	/* A requested client certificate is logged, never verified: it
+	 * grants nothing here. */
+	gnutls_certificate_server_set_request(t->session,
+	                                      creds->request_client_cert ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_IGNORE);
 	gnutls_transport_set_int(t->session, fd);
 	return t;
 }
@@ -261,4 +189,55 @@ void tls_sni(struct tls_conn *t, char *buf, size_t len)
 	for (char *p = buf; *p; p++)
 		if (*p <= ' ' || *p > '~')
 			*p = '?';
+}
+
+bool tls_resumed(struct tls_conn *t)
+{
+	return gnutls_session_is_resumed(t->session) != 0;
+}
+
+const char *tls_cert_name(struct tls_conn *t)
+{
+	const gnutls_datum_t *ours = gnutls_certificate_get_ours(t->session);
+	const struct tls_creds *creds = t->creds;
+	for (size_t i = 0; ours && i < creds->n_certs; i++) {
+		const struct tls_cert *c = &creds->certs[i];
+		if (c->leaf_der.size == ours->size && memcmp(c->leaf_der.data, ours->data, ours->size) == 0 &&
+		    c->n_names > 0)
+			return c->names[0];
+	}
+	return "-";
+}
+
+/* printable - keep a client's certificate subject on one log line */
+static void printable(char *s)
+{
+	for (; *s; s++)
+		if (*s < ' ' || *s > '~' || *s == '"')
+			*s = '?';
+}
+
+bool tls_client_cert(struct tls_conn *t, char *subject, size_t subject_len, char *sha256, size_t sha256_len)
+{
+	unsigned n = 0;
+	const gnutls_datum_t *peer = gnutls_certificate_get_peers(t->session, &n);
+	if (!peer || n == 0)
+		return false;
+	unsigned char hash[32];
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, peer[0].data, peer[0].size, hash) < 0)
+		return false;
+	for (size_t i = 0; i < sizeof hash && 3 * i + 3 <= sha256_len; i++)
+		snprintf(sha256 + 3 * i, 4, i + 1 < sizeof hash ? "%02X:" : "%02X", hash[i]);
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t dn = { NULL, 0 };
+	snprintf(subject, subject_len, "?");
+	if (gnutls_x509_crt_init(&crt) == 0) {
+		if (gnutls_x509_crt_import(crt, &peer[0], GNUTLS_X509_FMT_DER) == 0 &&
+		    gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0)
+			snprintf(subject, subject_len, "%.*s", (int)dn.size, (const char *)dn.data);
+		gnutls_free(dn.data);
+		gnutls_x509_crt_deinit(crt);
+	}
+	printable(subject);
+	return true;
 }

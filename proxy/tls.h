@@ -1,10 +1,10 @@
 /* tls.h - TLS for the client side; tls.c is the only file that uses GnuTLS
  *
- * A tls_creds holds one listener's certificates and priority cache, built
- * once per configuration. A tls_conn is one server-side TLS session on a
- * non-blocking socket. Every I/O call says what it needs next: the caller
- * must wait for readability or writability as told, which covers the TLS
- * trap of a read that needs a write (and the reverse).
+ * A tls_creds holds one listener's certificates, OCSP responses and priority
+ * cache, built once per configuration. A tls_conn is one server-side TLS
+ * session on a non-blocking socket. Every I/O call says what it needs next:
+ * the caller must wait for readability or writability as told, which covers
+ * the TLS trap of a read that needs a write (and the reverse).
  */
 #ifndef STARTTLSD_TLS_H
 #define STARTTLSD_TLS_H
@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "file_source.h"
 
 struct tls_creds;
 struct tls_conn;
@@ -22,14 +23,27 @@ enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_EOF, TLS_IO
 /* tls_warning_fn - receives "FILE:LINE: warning: ..." */
 typedef void tls_warning_fn(void *ctx, const char *line);
 
-/* tls_global_init - once at start-up; false with a message on failure */
+/* tls_global_init - once at start-up, before any worker is forked: it also
+ * makes the session ticket master key that every worker shares */
 bool tls_global_init(char *err, size_t errlen);
 
-/* tls_creds_load - every cert of listener L and its priority; on failure
- * "FILE:LINE: message" on the offending line */
+/* tls_creds_load - every cert (and ocsp) of listener L and its priority,
+ * files read through SRC; on failure "FILE:LINE: message" on the offending
+ * line */
 struct tls_creds *tls_creds_load(const struct config_listener *l, const char *filename,
-                                 tls_warning_fn *warn, void *warn_ctx, char *err, size_t errlen);
+                                 const struct file_source *src, tls_warning_fn *warn, void *warn_ctx,
+                                 char *err, size_t errlen);
 void tls_creds_free(struct tls_creds *creds);
+
+/* tls_creds_same_keys - A and B hold the same set of public keys (a key
+ * change breaks published DANE TLSA 3 1 1 records) */
+bool tls_creds_same_keys(const struct tls_creds *a, const struct tls_creds *b);
+
+/* tls_tlsa_fn - one certificate name and its TLSA 3 1 1 data (64 hex digits) */
+typedef void tls_tlsa_fn(void *ctx, const char *name, const char *spki_sha256_hex);
+
+/* tls_creds_tlsa - call FN for every DNS name of every certificate */
+void tls_creds_tlsa(const struct tls_creds *creds, tls_tlsa_fn *fn, void *ctx);
 
 /* tls_conn_new - a server session on FD, or NULL */
 struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd);
@@ -60,6 +74,18 @@ void tls_suite(struct tls_conn *t, char *buf, size_t len);
 
 /* tls_sni - the server name the client asked for, or "-" */
 void tls_sni(struct tls_conn *t, char *buf, size_t len);
+
+/* tls_resumed - the session was resumed from a ticket */
+bool tls_resumed(struct tls_conn *t);
+
+/* tls_cert_name - the first name of the certificate this session got, or
+ * "-"; it lives as long as the credentials */
+const char *tls_cert_name(struct tls_conn *t);
+
+/* tls_client_cert - the subject (RFC 4514) and SHA-256 fingerprint of the
+ * certificate the client sent; false when it sent none */
+bool tls_client_cert(struct tls_conn *t, char *subject, size_t subject_len, char *sha256,
+                     size_t sha256_len);
 
 /* tls_library_version - GnuTLS's version at run time */
 const char *tls_library_version(void);

@@ -248,6 +248,32 @@ static bool key_cert(struct parse_ctx *ctx, struct config *cfg, struct config_li
 	return true;
 }
 
+/* key_ocsp - the OCSP response for the cert line just above it */
+static bool key_ocsp(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	if (l->n_certs == 0)
+		return fail(ctx, ctx->line, "ocsp belongs right after the cert line it staples for");
+	struct config_cert *c = &l->certs[l->n_certs - 1];
+	if (c->ocsp_line)
+		return fail(ctx, ctx->line, "second ocsp for the cert on line %d", c->line);
+	c->ocsp_line = ctx->line;
+	return copy_value(ctx, c->ocsp, sizeof c->ocsp, v, "ocsp path");
+}
+
+static bool key_client_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                            const char *v)
+{
+	(void)cfg;
+	if (strcmp(v, "no") == 0)
+		l->request_client_cert = false;
+	else if (strcmp(v, "request") == 0)
+		l->request_client_cert = true;
+	else
+		return fail(ctx, ctx->line, "client_cert must be no or request, not '%s'", v);
+	return true;
+}
+
 static bool key_priority(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
 {
 	(void)cfg;
@@ -393,7 +419,9 @@ static const struct key_def {
 	{ "backend", SCOPE_LISTENER, key_backend, false },
 	{ "tls", SCOPE_LISTENER, key_tls, false },
 	{ "cert", SCOPE_LISTENER, key_cert, true },
+	{ "ocsp", SCOPE_LISTENER, key_ocsp, true },
 	{ "priority", SCOPE_LISTENER, key_priority, false },
+	{ "client_cert", SCOPE_LISTENER, key_client_cert, false },
 	{ "require_tls", SCOPE_LISTENER, key_require_tls, false },
 	{ "auth_before_tls", SCOPE_LISTENER, key_auth_before_tls, false },
 	{ "client_addr", SCOPE_LISTENER, key_client_addr, false },

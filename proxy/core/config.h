@@ -44,6 +44,8 @@ struct config_cert {
 	char chain[CONFIG_PATH_MAX];
 	char key[CONFIG_PATH_MAX]; /* "" when the chain file holds the key */
 	int line;
+	char ocsp[CONFIG_PATH_MAX]; /* DER OCSP response to staple, or "" */
+	int ocsp_line;
 };
 
 struct config_backend {
@@ -65,6 +67,7 @@ struct config_listener {
 	size_t n_certs;
 	char priority[CONFIG_PRIORITY_MAX]; /* "" means the built-in default */
 	int priority_line;
+	bool request_client_cert; /* client_cert = request */
 	bool require_tls;
 	int require_tls_line;
 	bool auth_before_tls;

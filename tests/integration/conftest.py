@@ -31,7 +31,7 @@ CERT_NAME = "test.example"
 LISTENING_RE = re.compile(r"starttlsd: info: listener (\S+): listening on (?:127\.0\.0\.1|10\.\d+\.\d+\.\d+):(\d+)")
 SESSION_RE = re.compile(
     r"starttlsd: info: session listener=(?P<listener>\S+) client=(?P<client>\S+) "
-    r"tls=(?P<tls>\S+) sni=(?P<sni>\S+) bytes_in=(?P<bytes_in>\d+) "
+    r"tls=(?P<tls>\S+) sni=(?P<sni>\S+) cert=(?P<cert>\S+) resumed=(?P<resumed>\S+) bytes_in=(?P<bytes_in>\d+) "
     r"bytes_out=(?P<bytes_out>\d+) messages=(?P<messages>\d+) end=(?P<end>\S+)")
 
 
@@ -347,9 +347,9 @@ class Client:
         if tls:
             self.start_tls()
 
-    def start_tls(self, server_hostname=CERT_NAME):
+    def start_tls(self, server_hostname=CERT_NAME, context=None):
         assert self.buf == b"", "plaintext bytes left before TLS: %r" % self.buf
-        self.sock = client_context().wrap_socket(self.sock, server_hostname=server_hostname)
+        self.sock = (context or client_context()).wrap_socket(self.sock, server_hostname=server_hostname)
         self.tls = True
 
     def send(self, data):

@@ -56,6 +56,13 @@ static void test_valid(void)
 	CHECK(l->client_addr == CONFIG_CLIENT_ADDR_PROXY_V2, "client_addr");
 	CHECK(l->connect_timeout == 10 && l->handshake_timeout == 3600 && l->idle_timeout == 90, "durations");
 	CHECK(strcmp(cfg.listeners[1].backend.host, "::1") == 0, "IPv6 backend");
+
+	CHECK(parse(MINIMAL "cert = /r.pem /r.key\nocsp = /r.der\nclient_cert = request\n"), err);
+	l = &cfg.listeners[0];
+	CHECK(l->n_certs == 2 && l->certs[0].ocsp[0] == '\0' && l->certs[0].ocsp_line == 0, "no ocsp on the first");
+	CHECK(strcmp(l->certs[1].ocsp, "/r.der") == 0 && l->certs[1].ocsp_line == 6, "ocsp on the cert above");
+	CHECK(l->request_client_cert, "client_cert = request");
+	CHECK(parse(MINIMAL) && !cfg.listeners[0].request_client_cert, "client_cert defaults to no");
 }
 
 static const struct {
@@ -99,6 +106,9 @@ static const struct {
 	{ MINIMAL "accept_proxy = yes\nproxy_from = lb.example\n", "t.conf:6: bad network 'lb.example' (expected ADDR or ADDR/PREFIX)" },
 	{ MINIMAL "proxy_from = 10.0.0.1\n", "t.conf:1: listener 'mx' has proxy_from without accept_proxy = yes" },
 	{ MINIMAL "trace_header = sometimes\n", "t.conf:5: expected yes or no, not 'sometimes'" },
+	{ "[mx]\nlisten = *:25\nbackend = 127.0.0.1:1\nocsp = /o.der\ncert = /c\n", "t.conf:4: ocsp belongs right after the cert line it staples for" },
+	{ MINIMAL "ocsp = /a.der\nocsp = /b.der\n", "t.conf:6: second ocsp for the cert on line 4" },
+	{ MINIMAL "client_cert = require\n", "t.conf:5: client_cert must be no or request, not 'require'" },
 };
 
 /* test_invalid - each bad file, with its exact message and line */
