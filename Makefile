@@ -43,7 +43,7 @@ CORE_SRCS = \
 
 EDGE_SRCS = \
 	proxy/backend.c \
-	proxy/file_source.c \
+	proxy/file_read.c \
 	proxy/conn.c \
 	proxy/generation.c \
 	proxy/listener.c \

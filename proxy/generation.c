@@ -1,16 +1,18 @@
 /* generation.c - one loaded configuration (see generation.h) */
 #include "generation.h"
 
+#include "file_read.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct generation *generation_load(struct server *srv, const char *path, const struct file_source *src,
-                                   generation_warning_fn *warn, void *warn_ctx, char *err, size_t errlen)
+struct generation *generation_load(struct server *srv, const char *path, generation_warning_fn *warn,
+                                   void *warn_ctx, char *err, size_t errlen)
 {
 	struct file_blob text;
 	char why[1200];
-	if (!src->read(src->ctx, path, &text, why, sizeof why)) {
+	if (!file_read(path, &text, why, sizeof why)) {
 		snprintf(err, errlen, "%s:0: %s", path, why);
 		return NULL;
 	}
@@ -35,7 +37,7 @@ struct generation *generation_load(struct server *srv, const char *path, const s
 		l->server = srv;
 		l->gen = gen;
 		gen->n_listeners++;
-		l->creds = tls_creds_load(l->cfg, path, src, warn, warn_ctx, err, errlen);
+		l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen);
 		if (!l->creds || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
 			generation_unref(gen);
 			return NULL;

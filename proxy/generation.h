@@ -13,17 +13,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "file_source.h"
 #include "server.h"
 
 /* generation_warning_fn - receives "FILE:LINE: warning: ..." */
 typedef void generation_warning_fn(void *ctx, const char *line);
 
-/* generation_load - read PATH through SRC: configuration, certificates,
- * keys and OCSP responses, backend addresses; no socket is touched. NULL
- * with "FILE:LINE: message" in ERR. */
-struct generation *generation_load(struct server *srv, const char *path, const struct file_source *src,
-                                   generation_warning_fn *warn, void *warn_ctx, char *err, size_t errlen);
+/* generation_load - read PATH: configuration, certificates, keys and OCSP
+ * responses, backend addresses; no socket is touched. NULL with
+ * "FILE:LINE: message" in ERR. */
+struct generation *generation_load(struct server *srv, const char *path, generation_warning_fn *warn,
+                                   void *warn_ctx, char *err, size_t errlen);
 
 void generation_ref(struct generation *gen);
 

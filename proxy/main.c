@@ -94,10 +94,6 @@ static void write_pid_file(const char *path)
 	fclose(f);
 }
 
-/* Every file is read straight from disk, unless a privileged parent reads
- * them for this process (privsep.h). */
-static const struct file_source disk = { file_read_disk, NULL };
-
 struct tlsa_ctx {
 	const char *port;
 };
@@ -187,7 +183,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	if (srv->draining)
 		return;
 	struct generation *old = srv->current;
-	struct generation *gen = generation_load(srv, srv->config_path, &disk, print_warning, NULL, err, sizeof err);
+	struct generation *gen = generation_load(srv, srv->config_path, print_warning, NULL, err, sizeof err);
 	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
 		log_error("reload refused, the configuration in force stays: %s", err);
 		if (gen)
@@ -245,7 +241,7 @@ int main(int argc, char **argv)
 	srv.config_path = path;
 	if (gethostname(srv.hostname, sizeof srv.hostname - 1) < 0 || !srv.hostname[0])
 		snprintf(srv.hostname, sizeof srv.hostname, "localhost");
-	srv.current = generation_load(&srv, path, &disk, print_warning, &srv, err, sizeof err);
+	srv.current = generation_load(&srv, path, print_warning, &srv, err, sizeof err);
 	if (!srv.current) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

@@ -13,7 +13,6 @@
 #include <stddef.h>
 
 #include "config.h"
-#include "file_source.h"
 
 struct tls_creds;
 struct tls_conn;
@@ -27,12 +26,10 @@ typedef void tls_warning_fn(void *ctx, const char *line);
  * makes the session ticket master key that every worker shares */
 bool tls_global_init(char *err, size_t errlen);
 
-/* tls_creds_load - every cert (and ocsp) of listener L and its priority,
- * files read through SRC; on failure "FILE:LINE: message" on the offending
- * line */
+/* tls_creds_load - every cert (and ocsp) of listener L and its priority;
+ * on failure "FILE:LINE: message" on the offending line */
 struct tls_creds *tls_creds_load(const struct config_listener *l, const char *filename,
-                                 const struct file_source *src, tls_warning_fn *warn, void *warn_ctx,
-                                 char *err, size_t errlen);
+                                 tls_warning_fn *warn, void *warn_ctx, char *err, size_t errlen);
 void tls_creds_free(struct tls_creds *creds);
 
 /* tls_creds_same_keys - A and B hold the same set of public keys (a key

@@ -2,6 +2,8 @@
  * priority, on GnuTLS (see tls.h, tls_creds_int.h) */
 #include "tls_creds_int.h"
 
+#include "file_read.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,6 @@ struct cert_files {
 
 struct load_ctx {
 	const char *filename;
-	const struct file_source *src;
 	tls_warning_fn *warn;
 	void *warn_ctx;
 	char *err;
@@ -198,8 +199,8 @@ static bool read_cert(const struct config_cert *cc, struct cert_files *f, struct
 {
 	char why[1200];
 	const char *key_path = cc->key[0] ? cc->key : cc->chain;
-	if (!ctx->src->read(ctx->src->ctx, cc->chain, &f->chain, why, sizeof why) ||
-	    !ctx->src->read(ctx->src->ctx, key_path, &f->key, why, sizeof why)) {
+	if (!file_read(cc->chain, &f->chain, why, sizeof why) ||
+	    !file_read(key_path, &f->key, why, sizeof why)) {
 		snprintf(ctx->err, ctx->errlen, "%s:%d: %s", ctx->filename, cc->line, why);
 		return false;
 	}
@@ -221,7 +222,7 @@ static bool read_cert(const struct config_cert *cc, struct cert_files *f, struct
 		check_expiry(chain[0], cc, ctx);
 	if (ok && cc->ocsp[0]) {
 		const char *problem = why;
-		if (ctx->src->read(ctx->src->ctx, cc->ocsp, &f->ocsp, why, sizeof why))
+		if (file_read(cc->ocsp, &f->ocsp, why, sizeof why))
 			problem = ocsp_problem(&f->ocsp, chain[0], n > 1 ? chain[1] : NULL);
 		if (problem)
 			warn_line(ctx, cc->ocsp_line, "OCSP response %s not stapled: %s", cc->ocsp, problem);
@@ -307,10 +308,9 @@ static bool load_priority(struct tls_creds *creds, const struct config_listener 
 }
 
 struct tls_creds *tls_creds_load(const struct config_listener *l, const char *filename,
-                                 const struct file_source *src, tls_warning_fn *warn, void *warn_ctx,
-                                 char *err, size_t errlen)
+                                 tls_warning_fn *warn, void *warn_ctx, char *err, size_t errlen)
 {
-	struct load_ctx ctx = { filename, src, warn, warn_ctx, err, errlen };
+	struct load_ctx ctx = { filename, warn, warn_ctx, err, errlen };
 	struct cert_files files[CONFIG_MAX_CERTS];
 	memset(files, 0, sizeof files);
 	struct tls_creds *creds = calloc(1, sizeof *creds);

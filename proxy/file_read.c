@@ -1,14 +1,13 @@
-/* file_source.c - reading whole files, bounded (see file_source.h) */
-#include "file_source.h"
+/* file_read.c - reading whole files, bounded (see file_read.h) */
+#include "file_read.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-bool file_read_disk(void *ctx, const char *path, struct file_blob *out, char *err, size_t errlen)
+bool file_read(const char *path, struct file_blob *out, char *err, size_t errlen)
 {
-	(void)ctx;
 	FILE *f = fopen(path, "rb");
 	if (!f) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
