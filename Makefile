@@ -49,8 +49,10 @@ EDGE_SRCS = \
 	proxy/listener.c \
 	proxy/log.c \
 	proxy/main.c \
+	proxy/supervisor.c \
 	proxy/tls.c \
-	proxy/tls_creds.c
+	proxy/tls_creds.c \
+	proxy/worker.c
 
 UNIT_SRCS = \
 	tests/unit/harness.c \

@@ -2,6 +2,8 @@
 #include "generation.h"
 
 #include "file_read.h"
+#include "listener.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,4 +60,44 @@ void generation_unref(struct generation *gen)
 	for (size_t i = 0; i < gen->n_listeners; i++)
 		tls_creds_free(gen->listeners[i].creds);
 	free(gen);
+}
+
+static void log_load_warning(void *ctx, const char *line)
+{
+	(void)ctx;
+	log_warning("%s", line);
+}
+
+/* warn_key_changes - a listener whose keys changed breaks the DANE TLSA
+ * records published for it until they are updated */
+static void warn_key_changes(const struct generation *old, const struct generation *gen)
+{
+	for (size_t i = 0; i < gen->n_listeners; i++)
+		for (size_t j = 0; j < old->n_listeners; j++)
+			if (strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
+			    !tls_creds_same_keys(gen->listeners[i].creds, old->listeners[j].creds))
+				log_warning("listener %s: its key changed; update any published DANE TLSA records "
+				            "(starttlsd -T prints the new ones)",
+				            gen->listeners[i].cfg->name);
+}
+
+bool generation_reload(struct server *srv)
+{
+	char err[2048];
+	struct generation *old = srv->current;
+	struct generation *gen = generation_load(srv, srv->config_path, log_load_warning, NULL, err, sizeof err);
+	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
+		log_error("reload refused, the configuration in force stays: %s", err);
+		if (gen)
+			generation_unref(gen);
+		return false;
+	}
+	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
+		log_warning("user and workers changes take effect at the next restart");
+	warn_key_changes(old, gen);
+	srv->current = gen;
+	listener_close_all(srv, old); /* only the sockets the new one did not take */
+	generation_unref(old);
+	log_setup(srv->log_to_stderr, (enum log_level)gen->cfg.log_level);
+	return true;
 }

@@ -24,6 +24,11 @@ typedef void generation_warning_fn(void *ctx, const char *line);
 struct generation *generation_load(struct server *srv, const char *path, generation_warning_fn *warn,
                                    void *warn_ctx, char *err, size_t errlen);
 
+/* generation_reload - SIGHUP: load a whole new generation beside the one in
+ * force, give it its sockets, and make it current only if all of it
+ * loaded; otherwise log why and keep the old one */
+bool generation_reload(struct server *srv);
+
 void generation_ref(struct generation *gen);
 
 /* generation_unref - drop a reference; the last one frees it all */

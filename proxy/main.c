@@ -13,12 +13,13 @@
 #include <ev.h>
 
 #include "config.h"
-#include "conn.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
+#include "supervisor.h"
 #include "tls.h"
+#include "worker.h"
 
 #define STARTTLSD_VERSION "0.1.0"
 #define DEFAULT_CONFIG "/etc/starttlsd/starttlsd.conf"
@@ -40,24 +41,6 @@ static void print_warning(void *ctx, const char *line)
 		fprintf(stderr, "%s\n", line);
 	else
 		log_warning("%s", line);
-}
-
-/* drop_privileges - become USER and its groups, for good */
-static void drop_privileges(const char *user)
-{
-	struct passwd *pw = getpwnam(user);
-	if (!pw) {
-		fprintf(stderr, "starttlsd: user %s does not exist\n", user);
-		exit(1);
-	}
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		fprintf(stderr, "starttlsd: cannot become user %s: %s\n", user, strerror(errno));
-		exit(1);
-	}
-	if (pw->pw_uid != 0 && setuid(0) == 0) {
-		fprintf(stderr, "starttlsd: still root after dropping privileges\n");
-		abort();
-	}
 }
 
 /* daemonize - detach from the terminal; the parent exits 0 */
@@ -129,76 +112,13 @@ static void print_tlsa_records(const struct generation *gen)
 	}
 }
 
-/* warn_key_changes - a listener whose keys changed breaks the DANE TLSA
- * records published for it until they are updated */
-static void warn_key_changes(const struct generation *old, const struct generation *gen)
+/* worker_count - workers = auto is one per CPU */
+static unsigned worker_count(const struct config *cfg)
 {
-	for (size_t i = 0; i < gen->n_listeners; i++)
-		for (size_t j = 0; j < old->n_listeners; j++)
-			if (strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
-			    !tls_creds_same_keys(gen->listeners[i].creds, old->listeners[j].creds))
-				log_warning("listener %s: its key changed; update any published DANE TLSA records "
-				            "(starttlsd -T prints the new ones)",
-				            gen->listeners[i].cfg->name);
-}
-
-static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)revents;
-	struct server *srv = w->data;
-	log_info("drain_timeout reached: closing %zu remaining session(s)", srv->n_conns);
-	conn_close_all(srv);
-	ev_break(loop, EVBREAK_ALL);
-}
-
-/* on_stop - SIGTERM, SIGINT: stop accepting, let transactions finish */
-static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	(void)revents;
-	struct server *srv = w->data;
-	if (srv->draining)
-		return;
-	log_info("signal %d: shutting down", w->signum);
-	srv->draining = true;
-	listener_close_all(srv, srv->current);
-	conn_shutdown_all(srv);
-	if (srv->n_conns == 0) {
-		ev_break(loop, EVBREAK_ALL);
-		return;
-	}
-	ev_timer_init(&srv->drain_timer, on_drain_timeout, srv->current->cfg.drain_timeout, 0);
-	srv->drain_timer.data = srv;
-	ev_timer_start(loop, &srv->drain_timer);
-}
-
-/* on_hup - SIGHUP: load a whole new generation beside the one in force and
- * swap it in only if all of it loaded; sessions keep the one they started
- * with */
-static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	struct server *srv = w->data;
-	char err[ERR_MAX];
-	if (srv->draining)
-		return;
-	struct generation *old = srv->current;
-	struct generation *gen = generation_load(srv, srv->config_path, print_warning, NULL, err, sizeof err);
-	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
-		log_error("reload refused, the configuration in force stays: %s", err);
-		if (gen)
-			generation_unref(gen);
-		return;
-	}
-	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
-		log_warning("user and workers changes take effect at the next restart");
-	warn_key_changes(old, gen);
-	srv->current = gen;
-	listener_close_all(srv, old); /* only the sockets the new one did not take */
-	generation_unref(old);
-	log_setup(srv->log_to_stderr, (enum log_level)gen->cfg.log_level);
-	listener_start_all(srv);
-	log_info("reloaded %s", srv->config_path);
+	if (cfg->workers > 0)
+		return cfg->workers;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
 }
 
 int main(int argc, char **argv)
@@ -253,17 +173,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	const struct config *cfg = &srv.current->cfg;
-	if (cfg->workers > 1)
-		fprintf(stderr, "starttlsd: warning: this version runs one worker process (workers = %u)\n",
-		        cfg->workers);
 
-	/* A signal that comes once the sockets are announced but before the
+	/* A signal that comes once the sockets are announced but before a
 	 * loop watches for it waits instead of killing the process. */
 	sigset_t stop_signals;
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGHUP);
+	sigaddset(&stop_signals, SIGQUIT);
 	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
 
 	srv.log_to_stderr = true;
@@ -278,29 +196,17 @@ int main(int argc, char **argv)
 		srv.log_to_stderr = false;
 		log_setup(false, (enum log_level)cfg->log_level);
 	}
-	if (cfg->user[0])
-		drop_privileges(cfg->user);
-	if (cfg->pid_file[0])
-		write_pid_file(cfg->pid_file);
-
-	srv.loop = ev_default_loop(EVFLAG_AUTO);
-	ev_signal_init(&srv.sig_term, on_stop, SIGTERM);
-	ev_signal_init(&srv.sig_int, on_stop, SIGINT);
-	ev_signal_init(&srv.sig_hup, on_hup, SIGHUP);
-	srv.sig_term.data = srv.sig_int.data = srv.sig_hup.data = &srv;
-	ev_signal_start(srv.loop, &srv.sig_term);
-	ev_signal_start(srv.loop, &srv.sig_int);
-	ev_signal_start(srv.loop, &srv.sig_hup);
-	sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
-	listener_start_all(&srv);
+	char pid_file[CONFIG_PATH_MAX];
+	snprintf(pid_file, sizeof pid_file, "%s", cfg->pid_file);
+	if (pid_file[0])
+		write_pid_file(pid_file);
 	log_info("starttlsd %s started", STARTTLSD_VERSION);
 
-	ev_run(srv.loop, 0);
+	unsigned workers = worker_count(cfg);
+	int status = workers > 1 || cfg->user[0] ? supervisor_run(&srv, workers) : worker_run(&srv, -1);
 
 	log_info("stopped");
-	ev_timer_stop(srv.loop, &srv.drain_timer);
-	if (srv.current->cfg.pid_file[0])
-		unlink(srv.current->cfg.pid_file);
-	generation_unref(srv.current);
-	return 0;
+	if (pid_file[0])
+		unlink(pid_file);
+	return status;
 }

@@ -49,7 +49,8 @@ struct server {
 	struct generation *current; /* in force for new connections */
 	struct conn *conns; /* every live connection, for shutdown */
 	size_t n_conns;
-	bool draining;
+	bool draining; /* accepts no more; the loop ends with the last session */
+	bool stopping; /* SIGTERM: idle sessions got 421, drain_timer runs */
 	ev_timer drain_timer;
 	ev_timer accept_pause; /* after EMFILE: accept again a little later */
 	ev_signal sig_term, sig_int, sig_hup;

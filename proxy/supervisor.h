@@ -1,0 +1,24 @@
+/* supervisor.h - the privileged parent and its workers
+ *
+ * With workers above 1, or with user set, the daemon's first process stays
+ * as a supervisor: it keeps the listening sockets and the loaded
+ * configuration, forks the workers (which drop privileges), and does not
+ * serve a session itself. Every worker inherits the same sockets and the
+ * same session ticket key, so a ticket from one resumes on another.
+ *
+ * SIGHUP: the supervisor, still root, loads the new generation (keys only
+ * root can read included), forks a new set of workers with it, and sends
+ * the old ones SIGQUIT: they stop accepting and exit when their sessions
+ * end. SIGTERM, SIGINT: passed to every worker; the supervisor exits when
+ * they all have, 0 if they all exited 0. A worker that dies is replaced.
+ */
+#ifndef STARTTLSD_SUPERVISOR_H
+#define STARTTLSD_SUPERVISOR_H
+
+#include "server.h"
+
+/* supervisor_run - fork N_WORKERS workers and look after them until
+ * stopped; the exit status */
+int supervisor_run(struct server *srv, unsigned n_workers);
+
+#endif

@@ -1,0 +1,149 @@
+/* worker.c - one event loop that accepts and serves sessions (see worker.h) */
+#include "worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "generation.h"
+#include "listener.h"
+#include "log.h"
+
+/* drop_privileges - become USER and its groups, for good */
+static bool drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		log_error("user %s does not exist", user);
+		return false;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_error("cannot become user %s: %s", user, strerror(errno));
+		return false;
+	}
+	if (pw->pw_uid != 0 && setuid(0) == 0) {
+		log_error("still root after dropping privileges");
+		abort();
+	}
+	return true;
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)revents;
+	struct server *srv = w->data;
+	log_info("drain_timeout reached: closing %zu remaining session(s)", srv->n_conns);
+	conn_close_all(srv);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* stop_accepting - close this process's listening sockets; once the last
+ * session ends, the loop ends (conn.c) */
+static bool stop_accepting(struct server *srv)
+{
+	srv->draining = true;
+	listener_close_all(srv, srv->current);
+	if (srv->n_conns > 0)
+		return false;
+	ev_break(srv->loop, EVBREAK_ALL);
+	return true;
+}
+
+/* on_stop - SIGTERM, SIGINT: stop accepting, answer idle sessions 421, let
+ * transactions finish within drain_timeout */
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	struct server *srv = w->data;
+	if (srv->stopping)
+		return;
+	log_info("signal %d: shutting down", w->signum);
+	srv->stopping = true;
+	if (stop_accepting(srv))
+		return;
+	conn_shutdown_all(srv);
+	ev_timer_init(&srv->drain_timer, on_drain_timeout, srv->current->cfg.drain_timeout, 0);
+	srv->drain_timer.data = srv;
+	ev_timer_start(loop, &srv->drain_timer);
+}
+
+/* The supervisor's pipe: a retiring worker writes its PID once it no
+ * longer accepts, so the supervisor knows when the reload is complete. */
+static int retired_fd = -1;
+
+/* on_retire - SIGQUIT from the supervisor after a reload: newer workers
+ * accept now; sessions here go on until they end by themselves */
+static void on_retire(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct server *srv = w->data;
+	if (srv->draining)
+		return;
+	log_debug("worker %ld: retiring with %zu session(s)", (long)getpid(), srv->n_conns);
+	stop_accepting(srv);
+	pid_t self = getpid();
+	/* Fewer bytes than PIPE_BUF: one atomic write. */
+	if (write(retired_fd, &self, sizeof self) != sizeof self)
+		log_error("worker %ld: cannot tell the supervisor: %s", (long)self, strerror(errno));
+}
+
+/* on_hup - SIGHUP when the worker is the whole daemon */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct server *srv = w->data;
+	if (!srv->draining && generation_reload(srv)) {
+		listener_start_all(srv);
+		log_info("reloaded %s", srv->config_path);
+	}
+}
+
+int worker_run(struct server *srv, int supervisor_fd)
+{
+	bool supervised = supervisor_fd >= 0;
+	retired_fd = supervisor_fd;
+	const struct config *cfg = &srv->current->cfg;
+	if (cfg->user[0] && !drop_privileges(cfg->user))
+		return 1;
+	srv->loop = ev_default_loop(EVFLAG_AUTO);
+	ev_signal_init(&srv->sig_term, on_stop, SIGTERM);
+	ev_signal_init(&srv->sig_int, on_stop, SIGINT);
+	if (supervised) {
+		signal(SIGHUP, SIG_IGN);
+		ev_signal_init(&srv->sig_hup, on_retire, SIGQUIT);
+	} else {
+		ev_signal_init(&srv->sig_hup, on_hup, SIGHUP);
+	}
+	srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+	ev_signal_start(srv->loop, &srv->sig_term);
+	ev_signal_start(srv->loop, &srv->sig_int);
+	ev_signal_start(srv->loop, &srv->sig_hup);
+
+	/* Signals were blocked from before the sockets were announced until
+	 * the loop watches for them. */
+	sigset_t all;
+	sigemptyset(&all);
+	sigaddset(&all, SIGTERM);
+	sigaddset(&all, SIGINT);
+	sigaddset(&all, SIGHUP);
+	sigaddset(&all, SIGQUIT);
+	sigaddset(&all, SIGCHLD);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	listener_start_all(srv);
+	if (supervised)
+		log_debug("worker %ld: accepting as uid %ld", (long)getpid(), (long)getuid());
+
+	ev_run(srv->loop, 0);
+
+	ev_timer_stop(srv->loop, &srv->drain_timer);
+	generation_unref(srv->current);
+	return 0;
+}
