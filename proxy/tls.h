@@ -1,4 +1,5 @@
-/* tls.h - TLS for the client side; tls.c is the only file that uses GnuTLS
+/* tls.h - TLS for the client side; tls.c and tls_creds.c are the only files
+ * that use GnuTLS
  *
  * A tls_creds holds one listener's certificates, OCSP responses and priority
  * cache, built once per configuration. A tls_conn is one server-side TLS
