@@ -357,3 +357,48 @@ def test_reload_warns_when_a_key_changes(tmp_path, sink, start_proxy):
     assert proxy.log.wait_for(r"reloaded ", count=2), proxy.log.text()
     assert re.search(r"warning: listener smtp: its key changed; update any published DANE TLSA",
                      proxy.log.text()), proxy.log.text()
+
+
+# --- what -t says about bad certificates and keys ---------------------------
+
+def check_conf(tmp_path, cert_line):
+    conf = tmp_path / "check.conf"
+    conf.write_text("[mx]\nlisten = 127.0.0.1:0\nbackend = 127.0.0.1:10025\nclient_addr = xclient\n"
+                    "cert = %s\n" % cert_line)
+    out = subprocess.run([starttlsd_binary(), "-t", "-c", str(conf)], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    return out.returncode, out.stderr, conf
+
+
+def test_check_names_the_file_and_the_reason(tmp_path, cert):
+    other_pem, other_key = self_signed(tmp_path, "other", ["other.test"], "ecdsa")
+    encrypted = tmp_path / "encrypted.key"
+    run(["certtool", "--generate-privkey", "--key-type", "ecdsa", "--pkcs8", "--password", "secret",
+         "--outfile", str(encrypted)])
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    unreadable = tmp_path / "missing.key"
+    cases = [
+        ("%s %s" % (cert[0], other_key), "the key does not match the certificate"),
+        ("%s %s" % (cert[0], encrypted), "the key is encrypted"),
+        ("%s %s" % (garbage, cert[1]), "certificate %s: not a PEM certificate or key" % garbage),
+        ("%s %s" % (cert[0], unreadable), "cannot open %s: No such file or directory" % unreadable),
+    ]
+    for line, reason in cases:
+        rc, err, conf = check_conf(tmp_path, line)
+        assert rc == 1, (line, err)
+        assert re.search(r"^%s:5: .*%s" % (re.escape(str(conf)), re.escape(reason)), err, re.M), (line, err)
+
+
+@pytest.mark.parametrize("age_days, lifetime_days, says", [(60, 30, "has expired on"), (0, 5, "expires on")])
+def test_check_warns_about_expiry(tmp_path, age_days, lifetime_days, says):
+    key = make_key(tmp_path / "old.key", "ecdsa")
+    template = tmp_path / "old.tmpl"
+    template.write_text('cn = "old.test"\ndns_name = "old.test"\nexpiration_days = %d\n' % lifetime_days)
+    pem = tmp_path / "old.pem"
+    run(["faketime", "%d days ago" % age_days, "certtool", "--generate-self-signed", "--load-privkey",
+         str(key), "--template", str(template), "--outfile", str(pem)])
+    rc, err, conf = check_conf(tmp_path, "%s %s" % (pem, key))
+    assert rc == 0, err
+    assert re.search(r"^%s:5: warning: certificate %s %s \d{4}-\d\d-\d\d" % (re.escape(str(conf)), re.escape(str(pem)),
+                                                                            says), err, re.M), err
