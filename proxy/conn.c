@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,11 +79,22 @@ struct conn {
 	char sni[256];
 	const char *cert_name; /* the certificate it got (tls_cert_name) */
 	bool resumed;
+	bool io_since_sweep;   /* conn_release_idle_buffers */
+	bool buffers_released;
 	size_t cin_len, bin_len;
+	/* The session's output buffers and then these, page-aligned and
+	 * contiguous: one range to release while idle. */
+	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
-	struct session session;
 };
+
+_Static_assert(offsetof(struct conn, cin) ==
+                       offsetof(struct conn, session) + offsetof(struct session, out_backend_storage) +
+                               SESSION_OUT_CAP &&
+                       offsetof(struct conn, bin) == offsetof(struct conn, cin) + CONN_INPUT_CAP &&
+                       CONN_INPUT_CAP % SESSION_PAGE_SIZE == 0,
+               "the four I/O buffers form one page-aligned range");
 
 static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
@@ -648,6 +660,7 @@ static void refresh_date(struct server *srv)
 /* conn_run - the one place that decides the next I/O, after every event */
 static void conn_run(struct conn *c)
 {
+	c->io_since_sweep = true; /* its buffers may hold bytes again */
 	refresh_date(c->srv);
 	int round;
 	for (round = 0; round < ROUNDS_PER_EVENT && !c->dead; round++) {
@@ -869,13 +882,15 @@ static void init_session(struct conn *c)
 void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 {
 	struct server *srv = l->server;
-	struct conn *c = malloc(sizeof *c);
+	/* Only the pages that are written become resident: the buffers
+	 * stay untouched until data flows. */
+	struct conn *c = aligned_alloc(_Alignof(struct conn), sizeof *c);
 	if (!c) {
 		log_error("out of memory for a new connection");
 		close(fd);
 		return;
 	}
-	memset(c, 0, offsetof(struct conn, cin));
+	memset(c, 0, offsetof(struct conn, session) + offsetof(struct session, out_client_storage));
 	c->listener = l;
 	generation_ref(l->gen); /* a reload does not pull it from under the session */
 	c->srv = srv;
@@ -950,5 +965,23 @@ void conn_close_all(struct server *srv)
 		next = c->next;
 		fail(c, "shutdown-timeout");
 		conn_run(c);
+	}
+}
+
+void conn_release_idle_buffers(struct server *srv)
+{
+	for (struct conn *c = srv->conns; c; c = c->next) {
+		bool empty = c->cin_len == 0 && c->bin_len == 0 && buf_pending(&c->session.out_client) == 0 &&
+		             buf_pending(&c->session.out_backend) == 0;
+		if (!c->io_since_sweep && !c->buffers_released && empty) {
+			/* Private anonymous memory reads back as zeros: right for
+			 * empty buffers. */
+			uint8_t *start = c->session.out_client_storage;
+			size_t len = (size_t)(c->bin + CONN_INPUT_CAP - start);
+			c->buffers_released = madvise(start, len, MADV_DONTNEED) == 0;
+		}
+		if (c->io_since_sweep)
+			c->buffers_released = false;
+		c->io_since_sweep = false;
 	}
 }

@@ -20,4 +20,10 @@ void conn_shutdown_all(struct server *srv);
 /* conn_close_all - drain_timeout ran out: close what is left */
 void conn_close_all(struct server *srv);
 
+/* conn_release_idle_buffers - every IDLE_SWEEP_SECONDS: the buffer pages of
+ * sessions without I/O since the last sweep go back to the system (an idle
+ * session should hold no I/O buffer); the next byte faults in a zero page */
+#define IDLE_SWEEP_SECONDS 0.25
+void conn_release_idle_buffers(struct server *srv);
+
 #endif

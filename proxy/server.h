@@ -53,6 +53,7 @@ struct server {
 	bool stopping; /* SIGTERM: idle sessions got 421, drain_timer runs */
 	ev_timer drain_timer;
 	ev_timer accept_pause; /* after EMFILE: accept again a little later */
+	ev_timer idle_sweep;   /* conn_release_idle_buffers */
 	ev_signal sig_term, sig_int, sig_hup;
 };
 

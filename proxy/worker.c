@@ -94,6 +94,13 @@ static void on_retire(struct ev_loop *loop, ev_signal *w, int revents)
 		log_error("worker %ld: cannot tell the supervisor: %s", (long)self, strerror(errno));
 }
 
+static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_release_idle_buffers(w->data);
+}
+
 /* on_hup - SIGHUP when the worker is the whole daemon */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -137,6 +144,9 @@ int worker_run(struct server *srv, int supervisor_fd)
 	sigaddset(&all, SIGQUIT);
 	sigaddset(&all, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	ev_timer_init(&srv->idle_sweep, on_idle_sweep, IDLE_SWEEP_SECONDS, IDLE_SWEEP_SECONDS);
+	srv->idle_sweep.data = srv;
+	ev_timer_start(srv->loop, &srv->idle_sweep);
 	listener_start_all(srv);
 	if (supervised)
 		log_debug("worker %ld: accepting as uid %ld", (long)getpid(), (long)getuid());
@@ -144,6 +154,7 @@ int worker_run(struct server *srv, int supervisor_fd)
 	ev_run(srv->loop, 0);
 
 	ev_timer_stop(srv->loop, &srv->drain_timer);
+	ev_timer_stop(srv->loop, &srv->idle_sweep);
 	generation_unref(srv->current);
 	return 0;
 }

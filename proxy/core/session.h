@@ -32,6 +32,7 @@
 #define SESSION_LINE_MAX 4096
 
 #define SESSION_OUT_CAP 16384
+#define SESSION_PAGE_SIZE 4096
 #define SESSION_QUEUE_MAX 128
 
 enum session_tls_mode { SESSION_STARTTLS, SESSION_IMPLICIT };
@@ -145,7 +146,9 @@ struct session {
 	char helo_name[256]; /* the client's EHLO or HELO argument, for the trace line */
 
 	struct buf out_client, out_backend;
-	uint8_t out_client_storage[SESSION_OUT_CAP];
+	/* Page-aligned, so that the edge can hand the pages of an idle
+	 * session's empty buffers back to the system (conn.c). */
+	_Alignas(SESSION_PAGE_SIZE) uint8_t out_client_storage[SESSION_OUT_CAP];
 	uint8_t out_backend_storage[SESSION_OUT_CAP];
 };
 

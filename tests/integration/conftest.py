@@ -193,12 +193,21 @@ class Proxy:
         assert found, "no %d session summary lines:\n%s" % (count, self.log.text())
         return [m.groupdict() for m in found]
 
+    def pids(self):
+        """The proxy's process and, under the supervisor, its workers."""
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        return [self.proc.pid] + [int(p) for p in out.stdout.split()]
+
     def rss_kb(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        """VmRSS of each of the proxy's processes, by PID."""
+        rss = {}
+        for pid in self.pids():
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    rss[pid] = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+            except (FileNotFoundError, StopIteration):
+                pass  # a worker that just ended
+        return rss
 
     def sanitized(self):
         """Under ASan or valgrind, whose bookkeeping keeps memory resident."""
