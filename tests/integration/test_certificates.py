@@ -403,3 +403,16 @@ def test_check_warns_about_expiry(tmp_path, age_days, lifetime_days, says):
     assert rc == 0, err
     assert re.search(r"^%s:5: warning: certificate %s %s \d{4}-\d\d-\d\d" % (re.escape(str(conf)), re.escape(str(pem)),
                                                                             says), err, re.M), err
+
+
+def test_certificate_without_san_is_chosen_by_its_cn(tmp_path, cert, sink, start_proxy):
+    key = make_key(tmp_path / "cn.key", "ecdsa")
+    (tmp_path / "cn.tmpl").write_text('cn = "legacy.test"\ntls_www_server\nsigning_key\nexpiration_days = 30\n')
+    pem = tmp_path / "cn.pem"
+    run(["certtool", "--generate-self-signed", "--load-privkey", str(key), "--template", str(tmp_path / "cn.tmpl"),
+         "--outfile", str(pem)])
+    assert "Subject Alternative Name" not in run(["certtool", "-i", "--infile", str(pem)])
+    proxy = start_proxy({"smtp": {"backend": sink.addr, "cert": ["%s %s" % cert, "%s %s" % (pem, key)]}})
+    assert gnutls_served(proxy.port(), sni="legacy.test", tmp=tmp_path) == fingerprint(pem)
+    assert gnutls_served(proxy.port(), sni="other.test", tmp=tmp_path) == fingerprint(cert[0])
+    assert [s["cert"] for s in proxy.wait_sessions(2)] == ["legacy.test", CERT_NAME]
