@@ -234,12 +234,22 @@ static bool read_cert(const struct config_cert *cc, struct cert_files *f, struct
 	return ok;
 }
 
+static bool has_name(const struct tls_cert *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_names; i++)
+		if (strcasecmp(c->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* same_names - the same set of names, in any order */
 static bool same_names(const struct tls_cert *a, const struct tls_cert *b)
 {
-	if (a->n_names != b->n_names)
-		return false;
 	for (size_t i = 0; i < a->n_names; i++)
-		if (strcasecmp(a->names[i], b->names[i]) != 0)
+		if (!has_name(b, a->names[i]))
+			return false;
+	for (size_t i = 0; i < b->n_names; i++)
+		if (!has_name(a, b->names[i]))
 			return false;
 	return true;
 }
