@@ -416,3 +416,17 @@ def test_certificate_without_san_is_chosen_by_its_cn(tmp_path, cert, sink, start
     assert gnutls_served(proxy.port(), sni="legacy.test", tmp=tmp_path) == fingerprint(pem)
     assert gnutls_served(proxy.port(), sni="other.test", tmp=tmp_path) == fingerprint(cert[0])
     assert [s["cert"] for s in proxy.wait_sessions(2)] == ["legacy.test", CERT_NAME]
+
+
+def test_early_data_on_a_resumed_session_is_refused(proxy, sink, tmp_path):
+    """0-RTT: SMTP commands are not replay-safe (RFC 8446 section 8). With
+    tickets on, a client may try to send commands in early data; the
+    tickets allow none, and nothing of it reaches the backend."""
+    sess, early = tmp_path / "session.pem", tmp_path / "early.txt"
+    early.write_bytes(b"EHLO replayed.test\r\nMAIL FROM:<replayed@example.org>\r\n")
+    s_client_session(proxy.port(), "-sess_out", sess)
+    out = s_client_session(proxy.port(), "-sess_in", sess, ["-early_data", str(early)])
+    assert re.search(r"^Reused, TLSv1\.3", out.stdout, re.M), out.stdout + out.stderr
+    assert "Early data was accepted" not in out.stdout, out.stdout
+    sink.wait_done(2)
+    assert b"replayed" not in sink.all_raw()
