@@ -166,6 +166,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	/* Checked here, not only when a worker drops to it: a worker that
+	 * cannot start would be replaced over and over. */
+	const char *user = srv.current->cfg.user;
+	if (user[0] && !getpwnam(user)) {
+		fprintf(stderr, "%s:%d: user %s does not exist\n", path, srv.current->cfg.user_line, user);
+		generation_unref(srv.current);
+		return 1;
+	}
 	if (print_tlsa_only)
 		print_tlsa_records(srv.current);
 	if (check_only || print_tlsa_only) {

@@ -142,6 +142,7 @@ typedef bool key_fn(struct parse_ctx *ctx, struct config *cfg, struct config_lis
 static bool key_user(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
 {
 	(void)l;
+	cfg->user_line = ctx->line;
 	return copy_value(ctx, cfg->user, sizeof cfg->user, v, "user");
 }
 

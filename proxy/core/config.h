@@ -85,6 +85,7 @@ struct config_listener {
 
 struct config {
 	char user[CONFIG_NAME_MAX]; /* "" when unset */
+	int user_line;
 	unsigned workers;           /* 0 means auto */
 	enum config_log_level log_level;
 	char pid_file[CONFIG_PATH_MAX];

@@ -137,3 +137,16 @@ def test_sigterm_lets_a_transaction_finish(proxy, sink):
         pass
     proxy.proc.wait(TIMEOUT)
     assert proxy.stop() == 0
+
+
+def test_unknown_user_is_an_error_before_any_worker_starts(tmp_path, cert):
+    conf = conf_text(tmp_path, cert, "log_level = info\nuser = no-such-user-here\n[mx]\n"
+                                     "listen = 127.0.0.1:0\nbackend = 127.0.0.1:10025\n"
+                                     "client_addr = xclient\ncert = CERT\n")
+    rc, out = check(conf)
+    assert rc == 1, out
+    assert re.search(r"^%s:2: user no-such-user-here does not exist$" % re.escape(str(conf)), out, re.M), out
+    run = subprocess.run([starttlsd_binary(), "-f", "-c", str(conf)], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 1 and "does not exist" in run.stderr, run.stderr
+    assert "listening on" not in run.stderr
