@@ -82,19 +82,32 @@ struct conn {
 	bool io_since_sweep;   /* conn_release_idle_buffers */
 	bool buffers_released;
 	size_t cin_len, bin_len;
-	/* The session's output buffers and then these, page-aligned and
-	 * contiguous: one range to release while idle. */
+	/* The session's output buffers and then these: one range of whole
+	 * pages to release while idle (CONN_SHIFT). */
 	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
 };
 
+/* A connection is placed in its page-aligned allocation so that its four
+ * I/O buffers start on a page boundary and all of its state, the
+ * session's included, fits in the one page before them: an idle session
+ * holds that page only. */
+#define PAGE_SIZE_ASSUMED 4096
+#define STATE_SIZE (offsetof(struct conn, session) + offsetof(struct session, out_client_storage))
+#define CONN_SHIFT (PAGE_SIZE_ASSUMED - STATE_SIZE)
+/* aligned_alloc (C17 7.22.3.1) wants a multiple of the alignment */
+#define CONN_ALLOCATION \
+	((CONN_SHIFT + sizeof(struct conn) + PAGE_SIZE_ASSUMED - 1) / PAGE_SIZE_ASSUMED * PAGE_SIZE_ASSUMED)
+
+_Static_assert(STATE_SIZE <= PAGE_SIZE_ASSUMED && CONN_SHIFT % _Alignof(struct conn) == 0,
+               "a connection's state fits in one page");
 _Static_assert(offsetof(struct conn, cin) ==
                        offsetof(struct conn, session) + offsetof(struct session, out_backend_storage) +
                                SESSION_OUT_CAP &&
                        offsetof(struct conn, bin) == offsetof(struct conn, cin) + CONN_INPUT_CAP &&
-                       CONN_INPUT_CAP % SESSION_PAGE_SIZE == 0,
-               "the four I/O buffers form one page-aligned range");
+                       CONN_INPUT_CAP % PAGE_SIZE_ASSUMED == 0 && SESSION_OUT_CAP % PAGE_SIZE_ASSUMED == 0,
+               "the four I/O buffers form one range of whole pages");
 
 static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
@@ -156,7 +169,7 @@ static void conn_free(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	srv->n_conns--;
-	free(c);
+	free((uint8_t *)c - CONN_SHIFT);
 	if (srv->draining && srv->n_conns == 0)
 		ev_break(srv->loop, EVBREAK_ALL);
 }
@@ -884,13 +897,14 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	struct server *srv = l->server;
 	/* Only the pages that are written become resident: the buffers
 	 * stay untouched until data flows. */
-	struct conn *c = aligned_alloc(_Alignof(struct conn), sizeof *c);
+	uint8_t *allocation = aligned_alloc(PAGE_SIZE_ASSUMED, CONN_ALLOCATION);
+	struct conn *c = allocation ? (struct conn *)(allocation + CONN_SHIFT) : NULL;
 	if (!c) {
 		log_error("out of memory for a new connection");
 		close(fd);
 		return;
 	}
-	memset(c, 0, offsetof(struct conn, session) + offsetof(struct session, out_client_storage));
+	memset(c, 0, STATE_SIZE);
 	c->listener = l;
 	generation_ref(l->gen); /* a reload does not pull it from under the session */
 	c->srv = srv;

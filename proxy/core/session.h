@@ -32,7 +32,6 @@
 #define SESSION_LINE_MAX 4096
 
 #define SESSION_OUT_CAP 16384
-#define SESSION_PAGE_SIZE 4096
 #define SESSION_QUEUE_MAX 128
 
 enum session_tls_mode { SESSION_STARTTLS, SESSION_IMPLICIT };
@@ -146,9 +145,9 @@ struct session {
 	char helo_name[256]; /* the client's EHLO or HELO argument, for the trace line */
 
 	struct buf out_client, out_backend;
-	/* Page-aligned, so that the edge can hand the pages of an idle
-	 * session's empty buffers back to the system (conn.c). */
-	_Alignas(SESSION_PAGE_SIZE) uint8_t out_client_storage[SESSION_OUT_CAP];
+	/* Last, so that the edge can place them on page boundaries and hand
+	 * an idle session's pages back to the system (conn.c). */
+	uint8_t out_client_storage[SESSION_OUT_CAP];
 	uint8_t out_backend_storage[SESSION_OUT_CAP];
 };
 
