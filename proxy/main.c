@@ -34,13 +34,12 @@ static void usage(void)
 	exit(1);
 }
 
-/* print_warning - start-up warnings go to the log, or stderr for -t */
+/* print_warning - warnings at start-up and from -t go to stderr (a
+ * reload's go to the log: generation.c) */
 static void print_warning(void *ctx, const char *line)
 {
-	if (ctx)
-		fprintf(stderr, "%s\n", line);
-	else
-		log_warning("%s", line);
+	(void)ctx;
+	fprintf(stderr, "%s\n", line);
 }
 
 /* daemonize - detach from the terminal; the parent exits 0 */
@@ -161,7 +160,7 @@ int main(int argc, char **argv)
 	srv.config_path = path;
 	if (gethostname(srv.hostname, sizeof srv.hostname - 1) < 0 || !srv.hostname[0])
 		snprintf(srv.hostname, sizeof srv.hostname, "localhost");
-	srv.current = generation_load(&srv, path, print_warning, &srv, err, sizeof err);
+	srv.current = generation_load(&srv, path, print_warning, NULL, err, sizeof err);
 	if (!srv.current) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
@@ -182,15 +181,9 @@ int main(int argc, char **argv)
 	}
 	const struct config *cfg = &srv.current->cfg;
 
-	/* A signal that comes once the sockets are announced but before a
-	 * loop watches for it waits instead of killing the process. */
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGHUP);
-	sigaddset(&stop_signals, SIGQUIT);
-	sigprocmask(SIG_BLOCK, &stop_signals, NULL);
+	sigset_t handled;
+	worker_signals(&handled);
+	sigprocmask(SIG_BLOCK, &handled, NULL);
 
 	srv.log_to_stderr = true;
 	log_setup(true, (enum log_level)cfg->log_level);

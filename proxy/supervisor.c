@@ -182,20 +182,16 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
+	/* These signals stay blocked but while ppoll waits (SIGQUIT is only
+	 * for workers: blocked here for good). */
 	int signals[] = { SIGHUP, SIGTERM, SIGINT, SIGCHLD };
 	sigset_t blocked, waiting;
-	sigemptyset(&blocked);
+	worker_signals(&blocked);
+	sigprocmask(SIG_BLOCK, &blocked, &waiting);
 	for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
 		sigaction(signals[i], &sa, NULL);
-		sigaddset(&blocked, signals[i]);
+		sigdelset(&waiting, signals[i]);
 	}
-	sigaddset(&blocked, SIGQUIT);
-	/* These signals stay blocked but while sigsuspend waits. */
-	sigprocmask(SIG_BLOCK, &blocked, &waiting);
-	sigdelset(&waiting, SIGHUP);
-	sigdelset(&waiting, SIGTERM);
-	sigdelset(&waiting, SIGINT);
-	sigdelset(&waiting, SIGCHLD);
 
 	if (pipe2(retired_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
 		log_error("pipe: %s", strerror(errno));

@@ -113,6 +113,16 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 }
 
+void worker_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGCHLD);
+}
+
 int worker_run(struct server *srv, int supervisor_fd)
 {
 	bool supervised = supervisor_fd >= 0;
@@ -134,16 +144,9 @@ int worker_run(struct server *srv, int supervisor_fd)
 	ev_signal_start(srv->loop, &srv->sig_int);
 	ev_signal_start(srv->loop, &srv->sig_hup);
 
-	/* Signals were blocked from before the sockets were announced until
-	 * the loop watches for them. */
-	sigset_t all;
-	sigemptyset(&all);
-	sigaddset(&all, SIGTERM);
-	sigaddset(&all, SIGINT);
-	sigaddset(&all, SIGHUP);
-	sigaddset(&all, SIGQUIT);
-	sigaddset(&all, SIGCHLD);
-	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	sigset_t handled;
+	worker_signals(&handled);
+	sigprocmask(SIG_UNBLOCK, &handled, NULL);
 	ev_timer_init(&srv->idle_sweep, on_idle_sweep, IDLE_SWEEP_SECONDS, IDLE_SWEEP_SECONDS);
 	srv->idle_sweep.data = srv;
 	ev_timer_start(srv->loop, &srv->idle_sweep);

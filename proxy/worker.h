@@ -10,9 +10,15 @@
 #ifndef STARTTLSD_WORKER_H
 #define STARTTLSD_WORKER_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "server.h"
+
+/* worker_signals - every signal the daemon handles (TERM, INT, HUP, QUIT,
+ * CHLD): blocked from start-up until a loop waits for them, so that one
+ * that comes early waits instead of killing the process */
+void worker_signals(sigset_t *set);
 
 /* worker_run - serve until stopped or retired; the exit status.
  * RETIRED_FD is the supervisor's pipe, or -1 for a worker on its own. */
