@@ -166,7 +166,9 @@ bool listener_bind_all(struct generation *gen, struct generation *old, const cha
 	return true;
 }
 
-/* on_accept - take every waiting connection */
+/* on_accept - take every waiting connection, or only one when other
+ * workers wait on the same socket: every one of them wakes, and one that
+ * took a whole burst would do all its handshakes while the others idle */
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listen_socket *s = (struct listen_socket *)w;
@@ -186,6 +188,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
+		if (s->owner->server->shares_sockets)
+			return;
 	}
 }
 

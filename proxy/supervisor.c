@@ -197,6 +197,7 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 		log_error("pipe: %s", strerror(errno));
 		return 1;
 	}
+	srv->shares_sockets = n_workers > 1;
 	spawn_all(srv, n_workers);
 	log_info("supervisor %ld: %u worker(s)%s%s", (long)getpid(), n_workers,
 	         srv->current->cfg.user[0] ? " as user " : "", srv->current->cfg.user);
