@@ -117,7 +117,7 @@ static unsigned worker_count(const struct config *cfg)
 	if (cfg->workers > 0)
 		return cfg->workers;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	return cpus < 1 ? 1 : cpus > 256 ? 256 : (unsigned)cpus;
+	return cpus < 1 ? 1 : cpus > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (unsigned)cpus;
 }
 
 int main(int argc, char **argv)

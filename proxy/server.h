@@ -55,7 +55,8 @@ struct server {
 	ev_timer drain_timer;
 	ev_timer accept_pause; /* after EMFILE: accept again a little later */
 	ev_timer idle_sweep;   /* conn_release_idle_buffers */
-	ev_signal sig_term, sig_int, sig_hup;
+	ev_signal sig_term, sig_int;
+	ev_signal sig_reload; /* SIGHUP alone; SIGQUIT (retire) under the supervisor */
 };
 
 #endif

@@ -17,8 +17,6 @@
 #include "log.h"
 #include "worker.h"
 
-/* More workers than this is a configuration error (config.c). */
-#define MAX_WORKERS 256
 /* Workers alive at once, current and retiring: reloads that come faster
  * than old sessions end are refused beyond this. */
 #define MAX_CHILDREN 2048
@@ -176,8 +174,6 @@ static void check_reload_done(const struct server *srv)
 
 int supervisor_run(struct server *srv, unsigned n_workers)
 {
-	if (n_workers > MAX_WORKERS)
-		n_workers = MAX_WORKERS;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;

@@ -135,14 +135,14 @@ int worker_run(struct server *srv, int supervisor_fd)
 	ev_signal_init(&srv->sig_int, on_stop, SIGINT);
 	if (supervised) {
 		signal(SIGHUP, SIG_IGN);
-		ev_signal_init(&srv->sig_hup, on_retire, SIGQUIT);
+		ev_signal_init(&srv->sig_reload, on_retire, SIGQUIT);
 	} else {
-		ev_signal_init(&srv->sig_hup, on_hup, SIGHUP);
+		ev_signal_init(&srv->sig_reload, on_hup, SIGHUP);
 	}
-	srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+	srv->sig_term.data = srv->sig_int.data = srv->sig_reload.data = srv;
 	ev_signal_start(srv->loop, &srv->sig_term);
 	ev_signal_start(srv->loop, &srv->sig_int);
-	ev_signal_start(srv->loop, &srv->sig_hup);
+	ev_signal_start(srv->loop, &srv->sig_reload);
 
 	sigset_t handled;
 	worker_signals(&handled);

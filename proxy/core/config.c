@@ -154,8 +154,8 @@ static bool key_workers(struct parse_ctx *ctx, struct config *cfg, struct config
 		cfg->workers = 0;
 		return true;
 	}
-	if (!parse_uint(v, strlen(v), 256, &n) || n == 0)
-		return fail(ctx, ctx->line, "workers must be auto or 1 to 256, not '%s'", v);
+	if (!parse_uint(v, strlen(v), CONFIG_MAX_WORKERS, &n) || n == 0)
+		return fail(ctx, ctx->line, "workers must be auto or 1 to %d, not '%s'", CONFIG_MAX_WORKERS, v);
 	cfg->workers = (unsigned)n;
 	return true;
 }
