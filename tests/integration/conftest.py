@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import hashlib
 import ssl
 import subprocess
 import threading
@@ -475,3 +476,46 @@ def assert_delivered(sink, n, body):
     """Message n at the sink is `body`, byte for byte, as sent (stuffed) and as meant."""
     assert sink.msg(n, "raw") == stuff(body)
     assert sink.msg(n, "eml") == body
+
+
+# --- certificates, for the tests that make their own --------------------------
+
+PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+RSA_ONLY_OPENSSL = ["-sigalgs", "RSA-PSS+SHA256:RSA+SHA256:RSA-PSS+SHA384"]
+
+
+def run(args, **kw):
+    """Run a tool that must succeed; its stdout."""
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=60, **kw)
+    assert out.returncode == 0, "%s failed:\n%s%s" % (args[0], out.stdout, out.stderr)
+    return out.stdout
+
+
+def make_key(path, key_type):
+    """A new private key (rsa: 2048 bits, or ecdsa), readable by its owner only."""
+    extra = ["--bits", "2048"] if key_type == "rsa" else []
+    run(["certtool", "--generate-privkey", "--key-type", key_type, "--outfile", path] + extra)
+    path = Path(path)
+    path.chmod(0o600)
+    return path
+
+
+def pem_fingerprint(text):
+    """SHA-256 of the DER of the first certificate in PEM TEXT."""
+    m = PEM_CERT_RE.search(text)
+    assert m, "no certificate in:\n%s" % text
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest()
+
+
+def fingerprint(pem_path):
+    return pem_fingerprint(Path(pem_path).read_text())
+
+
+def openssl_served(port, extra=(), sni=None):
+    """The SHA-256 of the certificate openssl s_client is served, and its output."""
+    args = ["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % port] + list(extra)
+    if sni:
+        args += ["-servername", sni]
+    out = subprocess.run(args, input="QUIT\n", capture_output=True, text=True, timeout=TIMEOUT)
+    assert PEM_CERT_RE.search(out.stdout), out.stdout + out.stderr
+    return pem_fingerprint(out.stdout), out.stdout

@@ -15,11 +15,11 @@ import ssl
 import subprocess
 import time
 from collections import namedtuple
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SELFSIGNED, TIMEOUT, Client, starttlsd_binary
+from conftest import (REPO, RSA_ONLY_OPENSSL, SELFSIGNED, TIMEOUT, Client, fingerprint, make_key, openssl_served,
+                      run, starttlsd_binary)
 
 HOOK = REPO / "certs" / "acme-deploy-hook"
 NAME = "mx.acme.test"
@@ -28,7 +28,6 @@ NAME = "mx.acme.test"
 NAMES = [NAME, "www." + NAME]
 RELOAD_WAIT = 10  # seconds for a reload to show on new connections
 RELOADED = r"info: reloaded "
-RSA_ONLY_OPENSSL = ["-sigalgs", "RSA-PSS+SHA256:RSA+SHA256:RSA-PSS+SHA384"]
 STYLES = ["certbot", "dehydrated", "lego"]
 # Owner and group given to the live files (as root) to see that they are kept.
 OWNER = (4242, 4343)
@@ -42,25 +41,6 @@ encryption_key
 expiration_days = 30
 serial = {serial}
 """
-
-
-def run(args, **kw):
-    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=60, **kw)
-    assert out.returncode == 0, "%s failed:\n%s%s" % (args[0], out.stdout, out.stderr)
-    return out.stdout
-
-
-def make_key(path, key_type):
-    extra = ["--bits", "2048"] if key_type == "rsa" else []
-    run(["certtool", "--generate-privkey", "--key-type", key_type, "--outfile", path] + extra)
-    return path
-
-
-def fingerprint(pem_path):
-    """SHA-256 of the DER of the first certificate in a PEM file."""
-    m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", Path(pem_path).read_text(), re.S)
-    assert m, "no certificate in %s" % pem_path
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest()
 
 
 Issued = namedtuple("Issued", "cert key chain fullchain")
@@ -228,12 +208,7 @@ def served(port, sni=NAME):
 
 def served_rsa_only(port, sni=NAME):
     """The certificate openssl s_client gets when it accepts RSA signatures only."""
-    out = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % port,
-                          "-servername", sni] + RSA_ONLY_OPENSSL,
-                         input="QUIT\n", capture_output=True, text=True, timeout=10)
-    m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out.stdout, re.S)
-    assert m, out.stdout + out.stderr
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest()
+    return openssl_served(port, RSA_ONLY_OPENSSL, sni)[0]
 
 
 def wait_served(port, want, served_by=served):

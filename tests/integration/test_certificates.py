@@ -4,15 +4,14 @@ stapling, session resumption, client certificates, DANE TLSA records
 Every check uses the real tools: gnutls-cli, openssl s_client and ocsp,
 danetool, certtool."""
 
-import hashlib
 import re
 import ssl
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import Client, CERT_NAME, SELFSIGNED, TIMEOUT, starttlsd_binary
+from conftest import (Client, CERT_NAME, RSA_ONLY_OPENSSL, TIMEOUT, fingerprint, make_key,
+                      openssl_served, run, starttlsd_binary)
 
 CA_TEMPLATE = """cn = "starttlsd test CA"
 ca
@@ -36,18 +35,6 @@ tls_www_client
 signing_key
 expiration_days = 30
 """
-
-
-def run(args, **kw):
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60, **kw)
-    assert out.returncode == 0, "%s failed:\n%s%s" % (args[0], out.stdout, out.stderr)
-    return out.stdout
-
-
-def make_key(path, key_type):
-    run(["certtool", "--generate-privkey", "--key-type", key_type, "--outfile", str(path)])
-    path.chmod(0o600)
-    return path
 
 
 def self_signed(d, stem, names, key_type, key=None):
@@ -104,10 +91,6 @@ class OcspCA:
         return out
 
 
-def fingerprint(pem_path):
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(Path(pem_path).read_text())).hexdigest()
-
-
 def gnutls_served(port, priority="NORMAL", sni=None, tmp=None):
     """The SHA-256 of the certificate gnutls-cli is served after STARTTLS."""
     saved = tmp / "served.pem"
@@ -120,19 +103,7 @@ def gnutls_served(port, priority="NORMAL", sni=None, tmp=None):
     return fingerprint(saved)
 
 
-def openssl_served(port, extra=(), sni=None):
-    """The SHA-256 of the certificate openssl s_client is served, and its output."""
-    args = ["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % port] + list(extra)
-    if sni:
-        args += ["-servername", sni]
-    out = subprocess.run(args, input="QUIT\n", capture_output=True, text=True, timeout=TIMEOUT)
-    m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out.stdout, re.S)
-    assert m, out.stdout + out.stderr
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest(), out.stdout
-
-
 RSA_ONLY_GNUTLS = "NORMAL:-SIGN-ALL:+SIGN-RSA-SHA256:+SIGN-RSA-PSS-RSAE-SHA256:+SIGN-RSA-SHA384"
-RSA_ONLY_OPENSSL = ["-sigalgs", "RSA-PSS+SHA256:RSA+SHA256:RSA-PSS+SHA384"]
 
 
 # --- RSA beside ECDSA ------------------------------------------------------
