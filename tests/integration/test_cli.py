@@ -3,13 +3,9 @@
 import re
 import signal
 import subprocess
-import threading
 import time
 
-import pytest
-
-from conftest import (Client, Proxy, ehlo_starttls, free_port, send_message, starttlsd_binary,
-                      write_conf, TIMEOUT)
+from conftest import Client, ehlo_starttls, starttlsd_binary, TIMEOUT
 
 
 def check(conf):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import (Client, client_context, ehlo_starttls, implicit, send_message,
+from conftest import (client_context, ehlo_starttls, implicit, send_message,
                       assert_delivered, stuff, TIMEOUT)
 
 HEADERS = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: test\r\n\r\n"

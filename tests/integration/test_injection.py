@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import Client, greeted
+from conftest import greeted
 
 
 def expect_recording(sink, expected):

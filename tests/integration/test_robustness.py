@@ -1,14 +1,13 @@
 """Pipelining, limits, hostile input and failing backends (THREATS S12, S24,
 S44-S48)."""
 
-import socket
 import ssl
 import time
 
 import pytest
 
 from conftest import (Client, client_context, ehlo_starttls, free_port, implicit, send_message,
-                      assert_delivered, TIMEOUT)
+                      assert_delivered)
 
 BODY = b"Subject: still works\r\n\r\n.dot\r\n"
 

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from conftest import (Proxy, SELFSIGNED, TIMEOUT, client_context, starttlsd_binary, stop_process,
-                      write_conf)
+from conftest import Proxy, SELFSIGNED, TIMEOUT, client_context, starttlsd_binary, write_conf
 
 CONNECTED_RE = r"connected to listener \S+ \(worker (\d+)\)"
 
