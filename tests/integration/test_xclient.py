@@ -33,4 +33,5 @@ def test_xclient_not_offered_fails_closed(start_sink, proxy_for):
     assert c.read_to_close() == b""
     c.close()
     assert b"MAIL" not in sink.all_raw()
-    assert "does not offer XCLIENT" in proxy.log.text()
+    # The worker's log line reaches the reading thread after the client's 421.
+    assert proxy.log.wait_for(r"does not offer XCLIENT"), proxy.log.text()
