@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 SINK = REPO / "tests" / "sink" / "recording_sink.py"
 SELFSIGNED = REPO / "certs" / "selfsigned"
 PYTHON = "/usr/bin/python3"
-TIMEOUT = 10  # seconds, for every read that waits on the proxy
+# Seconds, for every wait on the proxy. Valgrind slows it many times over; only
+# waits grow with it, never what a test asserts.
+TIMEOUT = 30 if "valgrind" in os.environ.get("STARTTLSD", "") else 10
 CERT_NAME = "test.example"
 
 LISTENING_RE = re.compile(r"starttlsd: info: listener (\S+): listening on (?:127\.0\.0\.1|10\.\d+\.\d+\.\d+):(\d+)")
@@ -296,6 +298,7 @@ def start_proxy(tmp_path, cert, request):
     problems = []
     for proxy in proxies:
         rc = proxy.stop()
+        proxy.log.thread.join(5)  # every line read before the sanitizer check below
         if _failed(request) or rc != 0:
             print("--- proxy log (%s) ---\n%s" % (proxy.conf, proxy.log.text()))
         if rc is None:

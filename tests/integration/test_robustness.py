@@ -97,7 +97,7 @@ def test_long_line(proxy, sink, tls):
         assert c.reply().lines == ["250 2.0.0 Ok"]  # the tail was discarded
         assert c.cmd("QUIT").code == 221
     c.close()
-    rec = sink.all_raw()
+    rec = sink.wait_done(1)
     assert b"xxxx" not in rec and b"tail@x" not in rec and b"MAIL" not in rec, rec[:200]
     still_works(proxy, sink)
     assert early, "no reply to a 100 KB line until its CRLF arrived"
@@ -139,8 +139,7 @@ def test_client_hello_on_plaintext_port(proxy, sink):
     if first is not None:
         assert first.code >= 500, first
     c.close()
-    time.sleep(0.3)
-    assert b"\x16\x03" not in sink.all_raw()
+    assert b"\x16\x03" not in sink.wait_done(1)
     still_works(proxy, sink)
 
 
@@ -151,8 +150,7 @@ def test_client_hello_on_plaintext_port_with_crlf(proxy, sink):
     r = c.reply()
     assert r.code >= 500 or r.code == 421, r
     c.close()
-    time.sleep(0.3)
-    assert b"\x16\x03" not in sink.all_raw()
+    assert b"\x16\x03" not in sink.wait_done(1)
 
 
 def test_implicit_listener_plaintext_first(proxy, sink):
@@ -161,8 +159,8 @@ def test_implicit_listener_plaintext_first(proxy, sink):
     rest = c.read_to_close()
     assert b"220" not in rest and b"250" not in rest, rest
     c.close()
-    time.sleep(0.3)
-    assert b"EHLO" not in sink.all_raw() and b"p@x" not in sink.all_raw()
+    rec = sink.wait_done(1)
+    assert b"EHLO" not in rec and b"p@x" not in rec
     still_works(proxy, sink)
 
 
@@ -214,7 +212,7 @@ def test_backend_does_not_greet(start_sink, proxy_for):
     start = time.monotonic()
     c = Client(proxy.port("smtp"))
     expect_421_and_close(c)
-    assert 1.5 < time.monotonic() - start < 8
+    assert 1.5 < time.monotonic() - start < 15, "connect_timeout = 2s, not the 30 s default"
 
 
 def test_backend_rejects_with_554(start_sink, proxy_for):

@@ -32,6 +32,6 @@ def test_xclient_not_offered_fails_closed(start_sink, proxy_for):
     assert c.reply().lines == ["421 4.7.0 Backend cannot take the client's address, closing connection"]
     assert c.read_to_close() == b""
     c.close()
-    assert b"MAIL" not in sink.all_raw()
+    assert b"MAIL" not in sink.wait_done(1)
     # The worker's log line reaches the reading thread after the client's 421.
     assert proxy.log.wait_for(r"does not offer XCLIENT"), proxy.log.text()
