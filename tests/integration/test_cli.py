@@ -101,9 +101,8 @@ def test_sigterm_with_partial_command_line(proxy, sink):
     assert c.reply().code == 220
     c.send(b"NOO")
     time.sleep(0.2)
-    start = time.monotonic()
+    # stop() gives up after 20 s: 0 means the proxy did not wait for drain_timeout (60 s).
     assert proxy.stop() == 0
-    assert time.monotonic() - start < 30, "waited for drain_timeout (60 s)"
     assert c.reply().code == 421
 
 
