@@ -9,11 +9,11 @@ SIGTERM and requires the proxy to exit 0 (under ASan a non-zero exit is a
 sanitizer report).
 """
 
+import hashlib
 import os
 import re
 import signal
 import socket
-import hashlib
 import ssl
 import subprocess
 import threading
@@ -94,6 +94,16 @@ class LineLog:
                 self.cond.wait(left)
 
 
+def wait_until(check, timeout=TIMEOUT):
+    """Poll CHECK until it gives something true; that, or its last answer after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def stop_process(proc, sig=signal.SIGTERM, timeout=20):
     """Signal one process by PID and wait for it; SIGKILL if it will not go."""
     if proc.poll() is None:
@@ -132,10 +142,7 @@ class Sink:
 
     def wait_done(self, n=1, timeout=TIMEOUT):
         """Wait until connection n has ended; return its recording."""
-        deadline = time.monotonic() + timeout
-        while not (self.dir / ("conn-%d.done" % n)).exists():
-            assert time.monotonic() < deadline, "sink connection %d did not end" % n
-            time.sleep(0.05)
+        assert wait_until((self.dir / ("conn-%d.done" % n)).exists, timeout), "sink connection %d did not end" % n
         return self.raw(n)
 
     def raw(self, n=1):

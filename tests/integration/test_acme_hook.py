@@ -18,8 +18,8 @@ from collections import namedtuple
 
 import pytest
 
-from conftest import (REPO, RSA_ONLY_OPENSSL, SELFSIGNED, TIMEOUT, Client, fingerprint, make_key, openssl_served,
-                      run, starttlsd_binary)
+from conftest import (REPO, RSA_ONLY_OPENSSL, SELFSIGNED, Client, fingerprint, make_key, openssl_served,
+                      run, starttlsd_binary, wait_until)
 
 HOOK = REPO / "certs" / "acme-deploy-hook"
 NAME = "mx.acme.test"
@@ -140,10 +140,8 @@ class Site:
                                  global_lines=("log_level = debug", "workers = 1",
                                                "pid_file = %s" % self.pid_file))
         # Written just after the listeners are bound: wait for it.
-        deadline = time.monotonic() + TIMEOUT
-        while not re.fullmatch(r"\d+\n", self.read_pid_file()):
-            assert time.monotonic() < deadline, "no PID in %s:\n%s" % (self.pid_file, self.proxy.log.text())
-            time.sleep(0.05)
+        assert wait_until(lambda: re.fullmatch(r"\d+\n", self.read_pid_file())), \
+            "no PID in %s:\n%s" % (self.pid_file, self.proxy.log.text())
         self.port = self.proxy.port()
         self.conf = self.proxy.conf
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import REPO, TIMEOUT, Client, free_port, implicit, stop_process
+from conftest import REPO, TIMEOUT, Client, free_port, implicit, stop_process, wait_until
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -77,12 +77,11 @@ def test_haproxy_spreads_sessions_and_keeps_client_addresses(start_sink, start_p
         c.close()
 
     # Each instance logs a session once its client has gone.
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        served = [len([s for s in p.sessions() if s["tls"] != "none"]) for p in instances]
-        if sum(served) >= 6 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    def tls_sessions_per_instance():
+        return [len([s for s in p.sessions() if s["tls"] != "none"]) for p in instances]
+
+    wait_until(lambda: sum(tls_sessions_per_instance()) >= 6)
+    served = tls_sessions_per_instance()
     assert all(n >= 1 for n in served) and sum(served) == 6, served
     logged = sorted(int(s["client"].rsplit(":", 1)[1]) for p in instances for s in p.sessions()
                     if s["tls"] != "none")

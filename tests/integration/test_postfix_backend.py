@@ -13,12 +13,11 @@ import shutil
 import smtplib
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TIMEOUT, client_context, free_port
+from conftest import TIMEOUT, client_context, free_port, wait_until
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCAT = shutil.which("postcat") or "/usr/sbin/postcat"
@@ -79,9 +78,7 @@ def postfix():
     out = postfix_cmd(etc, "start")
     assert "fatal" not in out.stdout, out.stdout
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not (data / "master.lock").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until((data / "master.lock").exists)
         yield {"plain": "127.0.0.1:%d" % plain, "proxied": "127.0.0.1:%d" % proxied, "base": base}
     finally:
         postfix_cmd(etc, "stop")
@@ -103,12 +100,8 @@ def send_from_far(port, implicit=False):
 
 def held_received(base):
     """The Received header of the one message Postfix holds."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        held = list((base / "spool" / "hold").glob("*")) if (base / "spool" / "hold").exists() else []
-        if held or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    hold = base / "spool" / "hold"
+    held = wait_until(lambda: list(hold.glob("*")) if hold.exists() else [])
     assert len(held) == 1, held
     out = subprocess.run([POSTCAT, "-c", str(base / "etc"), "-h", str(held[0])], capture_output=True, text=True,
                          timeout=30)
@@ -117,12 +110,13 @@ def held_received(base):
 
 def postfix_log(base, pattern):
     """Postfix's log once it matches PATTERN: postlogd writes it after the mail is held."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        log = (base / "maillog").read_text() if (base / "maillog").exists() else ""
-        if re.search(pattern, log) or time.monotonic() > deadline:
-            return log
-        time.sleep(0.1)
+    maillog = base / "maillog"
+
+    def read():
+        return maillog.read_text() if maillog.exists() else ""
+
+    wait_until(lambda: re.search(pattern, read()))
+    return read()
 
 
 def test_postfix_sees_the_client_through_xclient(postfix, proxy_for):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Client, free_port, stop_process, TIMEOUT
+from conftest import Client, free_port, stop_process, TIMEOUT, wait_until
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 BODY = b"Subject: via postfix\r\n\r\n.leading dot\r\n8bit \xe9\xff\r\nend\r\n"
@@ -61,10 +61,7 @@ def test_swaks_through_proxy_to_smtp_sink(postfix_sink, proxy_for, tmp_path):
     assert out.returncode == 0, text + out.stderr.decode("latin-1")
     # The reply to the end of data, inside TLS.
     assert re.search(r"~> \.\r?\n<~  250 ", text), text
-    deadline = time.monotonic() + TIMEOUT
-    while not os.listdir(dump_dir):
-        assert time.monotonic() < deadline, "smtp-sink wrote no dump"
-        time.sleep(0.05)
+    assert wait_until(lambda: os.listdir(dump_dir)), "smtp-sink wrote no dump"
     time.sleep(0.2)
     dumps = [open(os.path.join(dump_dir, f), "rb").read() for f in os.listdir(dump_dir)]
     assert len(dumps) == 1

@@ -11,11 +11,10 @@ import smtplib
 import ssl
 import subprocess
 import threading
-import time
 
 import pytest
 
-from conftest import Proxy, SELFSIGNED, TIMEOUT, client_context, starttlsd_binary, write_conf
+from conftest import Proxy, SELFSIGNED, TIMEOUT, client_context, starttlsd_binary, wait_until, write_conf
 
 CONNECTED_RE = r"connected to listener \S+ \(worker (\d+)\)"
 
@@ -47,11 +46,14 @@ def der(pem):
 
 
 def wait_children(pid, count, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while len(children(pid)) != count:
-        assert time.monotonic() < deadline, "supervisor has %s, not %d workers" % (children(pid), count)
-        time.sleep(0.05)
-    return children(pid)
+    """The supervisor's children once there are COUNT of them (COUNT > 0)."""
+    def exactly_count():
+        kids = children(pid)
+        return kids if len(kids) == count else None
+
+    found = wait_until(exactly_count, timeout)
+    assert found, "supervisor has %s, not %d workers" % (children(pid), count)
+    return found
 
 
 def wait_workers(proxy, count, seen=0):
@@ -182,17 +184,14 @@ def test_reload_under_load_loses_no_session(sink, start_proxy, tmp_path):
                     results["errors"].append(repr(e))
             i += 1
 
+    def ended():
+        with lock:
+            return results["sent"] + len(results["errors"])
+
     def more_sessions_done(count=4):
         """Wait until `count` more sessions have ended, so that each step runs under load."""
-        with lock:
-            goal = results["sent"] + len(results["errors"]) + count
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            with lock:
-                if results["sent"] + len(results["errors"]) >= goal:
-                    return
-            assert time.monotonic() < deadline, "the load stalled: %r" % results
-            time.sleep(0.05)
+        goal = ended() + count
+        assert wait_until(lambda: ended() >= goal), "the load stalled: %r" % results
 
     threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(4)]
     for t in threads:
@@ -216,8 +215,5 @@ def test_reload_under_load_loses_no_session(sink, start_proxy, tmp_path):
             t.join(60)
     assert results["errors"] == [], results["errors"][:5]
     assert served_cert(port) == der(two[0])
-    deadline = time.monotonic() + TIMEOUT
-    while len(sink.messages()) < results["sent"]:
-        assert time.monotonic() < deadline, "sink has %d of %d" % (len(sink.messages()), results["sent"])
-        time.sleep(0.05)
-    assert len(sink.messages()) == results["sent"]
+    wait_until(lambda: len(sink.messages()) >= results["sent"])
+    assert len(sink.messages()) == results["sent"], "sink has %d of %d" % (len(sink.messages()), results["sent"])
