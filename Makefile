@@ -35,6 +35,7 @@ CORE_SRCS = \
 	proxy/core/config.c \
 	proxy/core/data_scanner.c \
 	proxy/core/ehlo_filter.c \
+	proxy/core/panic.c \
 	proxy/core/proxy_header.c \
 	proxy/core/session.c \
 	proxy/core/smtp_command.c \
@@ -62,7 +63,8 @@ UNIT_SRCS = \
 	tests/unit/test_ehlo_filter.c \
 	tests/unit/test_proxy_header.c \
 	tests/unit/session_driver.c \
-	tests/unit/test_session.c
+	tests/unit/test_session.c \
+	tests/unit/test_smtp_command.c
 
 CORE_OBJS = $(CORE_SRCS:%.c=$(BUILD)/%.o)
 EDGE_OBJS = $(EDGE_SRCS:%.c=$(BUILD)/%.o)

@@ -109,6 +109,8 @@ _Static_assert(offsetof(struct conn, cin) ==
                        CONN_INPUT_CAP % PAGE_SIZE_ASSUMED == 0 && SESSION_OUT_CAP % PAGE_SIZE_ASSUMED == 0,
                "the four I/O buffers form one range of whole pages");
 
+_Static_assert(CONN_INPUT_CAP >= SESSION_AUTH_LINE_MAX, "an input buffer holds the longest line (session.h)");
+
 static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
 static void init_session(struct conn *c);

@@ -1,8 +1,9 @@
 /* buf.c - bounded byte buffer */
 #include "buf.h"
 
-#include <assert.h>
 #include <string.h>
+
+#include "panic.h"
 
 void buf_init(struct buf *b, uint8_t *storage, size_t cap)
 {
@@ -30,7 +31,7 @@ static void compact(struct buf *b)
 
 bool buf_append(struct buf *b, const void *p, size_t n)
 {
-	assert(buf_valid(b));
+	PANIC_UNLESS(buf_valid(b));
 	if (n > buf_room(b))
 		return false;
 	if (b->cap - b->wr < n)
@@ -47,7 +48,7 @@ bool buf_append_str(struct buf *b, const char *s)
 
 void buf_consume(struct buf *b, size_t n)
 {
-	assert(buf_valid(b) && n <= buf_pending(b));
+	PANIC_UNLESS(buf_valid(b) && n <= buf_pending(b));
 	b->rd += n;
 	if (b->rd == b->wr)
 		b->rd = b->wr = 0;
@@ -55,7 +56,7 @@ void buf_consume(struct buf *b, size_t n)
 
 uint8_t *buf_tail_space(struct buf *b, size_t *len_r)
 {
-	assert(buf_valid(b));
+	PANIC_UNLESS(buf_valid(b));
 	compact(b);
 	*len_r = b->cap - b->wr;
 	return b->data + b->wr;
@@ -63,7 +64,7 @@ uint8_t *buf_tail_space(struct buf *b, size_t *len_r)
 
 void buf_commit(struct buf *b, size_t n)
 {
-	assert(n <= b->cap - b->wr);
+	PANIC_UNLESS(n <= b->cap - b->wr);
 	b->wr += n;
 }
 

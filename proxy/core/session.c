@@ -16,11 +16,11 @@
  */
 #include "session.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ehlo_filter.h"
+#include "panic.h"
 #include "smtp_command.h"
 #include "smtp_reply.h"
 #include "trace.h"
@@ -37,7 +37,7 @@ static const char REPLY_MUST_STARTTLS[] = "530 5.7.0 Must issue a STARTTLS comma
 static const char REPLY_AUTH_NEEDS_TLS[] = "538 5.7.11 Encryption required for requested authentication mechanism\r\n";
 static const char REPLY_PROXY_ONLY[] = "550 5.7.0 Command not permitted\r\n";
 static const char REPLY_LINE_TOO_LONG[] = "500 5.5.2 Line too long\r\n";
-static const char REPLY_BAD_CHARACTERS[] = "500 5.5.2 Syntax error (bare CR or NUL in command line)\r\n";
+static const char REPLY_SYNTAX[] = "500 5.5.2 Syntax error in command line\r\n";
 static const char REPLY_BDAT_SYNTAX[] = "501 5.5.4 Syntax error in BDAT parameters\r\n";
 static const char REPLY_BDAT_UNSUPPORTED[] = "502 5.5.1 BDAT not supported\r\n";
 static const char REPLY_SMUGGLING[] =
@@ -53,12 +53,17 @@ static const char REPLY_SHUTDOWN[] = "421 4.3.2 Service shutting down, closing c
 #define ACTION_BIT(a) (1u << (unsigned)(a))
 
 /* Room a command step needs towards the backend: the longest line, plus
- * the CR LF that a bare-LF line gains. */
+ * the CR LF that a bare-LF line gains (an AUTH line checks for its own). */
 #define COMMAND_ROOM (SESSION_LINE_MAX + 2)
+/* The same for a SASL response line (RFC 4954 section 4). */
+#define AUTH_ROOM (SESSION_AUTH_LINE_MAX + 2)
 /* Room a reply line needs towards the client: the line, its CR LF, and
  * the "250 STARTTLS" line the proxy may add after it. */
 #define REPLY_ROOM (SESSION_LINE_MAX + 2 + sizeof "250 STARTTLS\r\n")
 #define LOCAL_REPLY_MAX 256
+_Static_assert(COMMAND_ROOM >= sizeof "BDAT 18446744073709551615 LAST\r\n" + TRACE_LINE_MAX,
+               "a rebuilt BDAT command and its Received line fit in COMMAND_ROOM");
+_Static_assert(AUTH_ROOM <= SESSION_OUT_CAP && REPLY_ROOM <= SESSION_OUT_CAP, "output buffers hold a line");
 
 /* ---- queue of replies owed, oldest first ---- */
 
@@ -74,7 +79,7 @@ static struct pending *queue_front(struct session *s)
 
 static void queue_push(struct session *s, enum pending_kind kind, const char *local_reply)
 {
-	assert(s->queue_len < SESSION_QUEUE_MAX);
+	PANIC_UNLESS(s->queue_len < SESSION_QUEUE_MAX);
 	struct pending *p = queue_at(s, s->queue_len);
 	p->kind = kind;
 	p->local_reply = local_reply;
@@ -83,7 +88,7 @@ static void queue_push(struct session *s, enum pending_kind kind, const char *lo
 
 static void queue_pop(struct session *s)
 {
-	assert(s->queue_len > 0);
+	PANIC_UNLESS(s->queue_len > 0);
 	s->queue_head = (s->queue_head + 1) % SESSION_QUEUE_MAX;
 	s->queue_len--;
 }
@@ -192,8 +197,7 @@ static void reply_local(struct session *s, const char *text)
 static void relay_line(struct session *s, const uint8_t *line, size_t len, enum pending_kind kind)
 {
 	bool ok = buf_append(&s->out_backend, line, len) && buf_append(&s->out_backend, "\r\n", 2);
-	assert(ok); /* the caller checked COMMAND_ROOM */
-	(void)ok;
+	PANIC_UNLESS(ok); /* the caller checked COMMAND_ROOM */
 	queue_push(s, kind, NULL);
 }
 
@@ -229,8 +233,7 @@ static void send_xclient(struct session *s)
 	          append_xtext(&s->out_backend, s->policy.client_addr) &&
 	          buf_append_str(&s->out_backend, " PORT=") && buf_append_str(&s->out_backend, port) &&
 	          buf_append_str(&s->out_backend, " NAME=[UNAVAILABLE]\r\n");
-	assert(ok); /* nothing else is queued for the backend before the greeting */
-	(void)ok;
+	PANIC_UNLESS(ok); /* nothing else is queued for the backend before the greeting */
 	queue_push(s, PENDING_XCLIENT, NULL);
 }
 
@@ -264,10 +267,12 @@ static void remember_helo(struct session *s, const struct smtp_command *cmd)
 
 /* ---- from the client ---- */
 
-/* find_line - length of the line at P including its LF, 0 when incomplete */
-static size_t find_line(const uint8_t *p, size_t n)
+/* find_line - length of the line at P including its LF, 0 when it is
+ * incomplete within LIMIT bytes */
+static size_t find_line(const uint8_t *p, size_t n, size_t limit)
 {
-	size_t limit = n < SESSION_LINE_MAX ? n : SESSION_LINE_MAX;
+	if (limit > n)
+		limit = n;
 	const uint8_t *lf = memchr(p, '\n', limit);
 	return lf ? (size_t)(lf - p) + 1 : 0;
 }
@@ -279,6 +284,16 @@ static size_t line_content_len(const uint8_t *line, size_t len_with_lf)
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	return len;
+}
+
+/* has_control - a control character in the line: a backend might end or
+ * split the line there (smtp_command.h) */
+static bool has_control(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < 0x20 || p[i] == 0x7F)
+			return true;
+	return false;
 }
 
 /* may_read_commands - no queued reply decides how the next bytes read */
@@ -328,8 +343,7 @@ static void handle_starttls(struct session *s, const struct smtp_command *cmd)
 
 /* handle_bdat - BDAT SIZE [LAST], relayed with its chunk when the backend
  * offered CHUNKING */
-static void handle_bdat(struct session *s, const struct smtp_command *cmd, const uint8_t *line,
-                        size_t len)
+static void handle_bdat(struct session *s, const struct smtp_command *cmd)
 {
 	uint64_t size;
 	bool last;
@@ -341,36 +355,33 @@ static void handle_bdat(struct session *s, const struct smtp_command *cmd, const
 		refuse_command(s, cmd, REPLY_BDAT_UNSUPPORTED);
 		return;
 	}
+	/* The backend gets the command rebuilt from what the proxy parsed, so
+	 * it counts the same octets (no second opinion on "BDAT  05 last").
+	 * The first chunk may carry the Received line: its size grows by the
+	 * line's, the client's octets follow unchanged. */
+	char trace[TRACE_LINE_MAX], command[64];
+	size_t trace_len = 0;
 	if (s->policy.trace_header && !s->trace_in_transaction) {
-		/* The first chunk carries the Received line: its size grows
-		 * by the line's, the client's octets follow unchanged. */
-		char trace[TRACE_LINE_MAX], command[64];
-		size_t n = trace_line(s, trace, sizeof trace);
-		int c = snprintf(command, sizeof command, "BDAT %llu%s", (unsigned long long)(size + n),
-		                 last ? " LAST" : "");
-		relay_line(s, (const uint8_t *)command, (size_t)c, last ? PENDING_BDAT_LAST : PENDING_BDAT);
-		buf_append(&s->out_backend, trace, n);
+		trace_len = trace_line(s, trace, sizeof trace);
 		s->trace_in_transaction = true;
-	} else {
-		relay_line(s, line, len, last ? PENDING_BDAT_LAST : PENDING_BDAT);
 	}
+	int c = snprintf(command, sizeof command, "BDAT %llu%s", (unsigned long long)(size + trace_len),
+	                 last ? " LAST" : "");
+	relay_line(s, (const uint8_t *)command, (size_t)c, last ? PENDING_BDAT_LAST : PENDING_BDAT);
+	bool ok = buf_append(&s->out_backend, trace, trace_len);
+	PANIC_UNLESS(ok); /* COMMAND_ROOM holds the command and the trace line */
 	if (size > 0) {
 		s->chunk_left = size;
 		s->phase = CLIENT_BDAT_CHUNK;
 	}
 }
 
-/* handle_command - one complete command line (LEN bytes, no terminator) */
-static void handle_command(struct session *s, const uint8_t *line, size_t len)
+/* handle_command - one command line (LEN bytes, no terminator) that
+ * follows the grammar (smtp_command.h), parsed into CMD */
+static void handle_command(struct session *s, const struct smtp_command *parsed, const uint8_t *line,
+                           size_t len)
 {
-	struct smtp_command cmd;
-	smtp_command_parse(line, len, &cmd);
-
-	if (memchr(line, '\r', len) || memchr(line, '\0', len)) {
-		/* The backend might split this line where the proxy did not. */
-		reply_local(s, REPLY_BAD_CHARACTERS);
-		return;
-	}
+	const struct smtp_command cmd = *parsed;
 	if (s->tls_active && !s->ehlo_since_tls && !(cmd.flags & CMD_BEFORE_EHLO)) {
 		refuse_command(s, &cmd, REPLY_SEND_EHLO);
 		return;
@@ -389,7 +400,7 @@ static void handle_command(struct session *s, const uint8_t *line, size_t len)
 		handle_starttls(s, &cmd);
 		return;
 	case VERB_BDAT:
-		handle_bdat(s, &cmd, line, len);
+		handle_bdat(s, &cmd);
 		return;
 	case VERB_AUTH:
 		if (!s->tls_active && !s->policy.auth_before_tls) {
@@ -435,27 +446,37 @@ static bool step_commands(struct session *s, const uint8_t *p, size_t n, size_t 
 {
 	if (!may_read_commands(s))
 		return false;
-	size_t line_len = find_line(p, n);
+	size_t limit = smtp_command_is_auth(p, n) ? SESSION_AUTH_LINE_MAX : SESSION_LINE_MAX;
+	size_t line_len = find_line(p, n, limit);
 	if (line_len == 0) {
-		if (n < SESSION_LINE_MAX)
+		if (n < limit)
 			return false; /* wait for the rest of the line */
 		/* Too long: refused now, without waiting for its end, and
 		 * the rest of it is never read as a command. */
 		reply_local(s, REPLY_LINE_TOO_LONG);
 		s->phase = CLIENT_SKIP_LONG_LINE;
-		*used_r = SESSION_LINE_MAX;
+		*used_r = limit;
 		return true;
 	}
 	size_t len = line_content_len(p, line_len);
 
+	struct smtp_command cmd;
+	if (!smtp_command_parse(p, len, &cmd)) {
+		/* A backend might read another verb in it, or more than
+		 * one line: never relayed (smtp_command.h). */
+		reply_local(s, REPLY_SYNTAX);
+		*used_r = line_len;
+		return true;
+	}
 	/* STARTTLS is decided only once no reply is owed: whether a
 	 * transaction is open depends on the replies still to come. */
-	struct smtp_command cmd;
-	smtp_command_parse(p, len, &cmd);
 	if (cmd.verb == VERB_STARTTLS && s->queue_len > 0)
 		return false;
+	/* An AUTH line may be longer than others: room for it first. */
+	if (buf_room(&s->out_backend) < len + 2)
+		return false;
 
-	handle_command(s, p, len);
+	handle_command(s, &cmd, p, len);
 	*used_r = line_len;
 	return true;
 }
@@ -463,25 +484,32 @@ static bool step_commands(struct session *s, const uint8_t *p, size_t n, size_t 
 /* step_auth_response - the client's line after a 334 (RFC 4954 section 4) */
 static bool step_auth_response(struct session *s, const uint8_t *p, size_t n, size_t *used_r)
 {
-	if (buf_room(&s->out_backend) >= COMMAND_ROOM && s->queue_len < SESSION_QUEUE_MAX) {
-		size_t line_len = find_line(p, n);
-		if (line_len > 0) {
-			s->phase = CLIENT_COMMANDS;
-			relay_line(s, p, line_content_len(p, line_len), PENDING_AUTH);
-			*used_r = line_len;
-			return true;
-		}
-		if (n >= SESSION_LINE_MAX && s->queue_len + 2 <= SESSION_QUEUE_MAX) {
-			/* Cancel the exchange ("*", RFC 4954 section 4) rather
-			 * than leave the backend waiting; its 501 is swallowed. */
-			relay_line(s, (const uint8_t *)"*", 1, PENDING_SWALLOW);
-			reply_local(s, REPLY_LINE_TOO_LONG);
-			s->phase = CLIENT_SKIP_LONG_LINE;
-			*used_r = SESSION_LINE_MAX;
-			return true;
-		}
+	if (buf_room(&s->out_backend) < AUTH_ROOM || s->queue_len + 2 > SESSION_QUEUE_MAX)
+		return false;
+	size_t line_len = find_line(p, n, SESSION_AUTH_LINE_MAX);
+	if (line_len == 0 && n < SESSION_AUTH_LINE_MAX)
+		return false; /* wait for the rest of the line */
+	size_t len = line_len ? line_content_len(p, line_len) : 0;
+	if (line_len > 0 && !has_control(p, len)) {
+		s->phase = CLIENT_COMMANDS;
+		relay_line(s, p, len, PENDING_AUTH);
+		*used_r = line_len;
+		return true;
 	}
-	return false;
+	/* Too long, or a control character the backend might split on:
+	 * cancel the exchange ("*", RFC 4954 section 4) rather than leave
+	 * the backend waiting; its 501 is swallowed. */
+	relay_line(s, (const uint8_t *)"*", 1, PENDING_SWALLOW);
+	if (line_len > 0) {
+		reply_local(s, REPLY_SYNTAX);
+		s->phase = CLIENT_COMMANDS;
+		*used_r = line_len;
+	} else {
+		reply_local(s, REPLY_LINE_TOO_LONG);
+		s->phase = CLIENT_SKIP_LONG_LINE;
+		*used_r = SESSION_AUTH_LINE_MAX;
+	}
+	return true;
 }
 
 /* step_skip_long_line - discard up to the end of an overlong line */
@@ -608,7 +636,7 @@ size_t session_from_client(struct session *s, const uint8_t *p, size_t n)
 		if (!progress)
 			break;
 	}
-	assert(used <= n);
+	PANIC_UNLESS(used <= n);
 	return used;
 }
 
@@ -657,7 +685,7 @@ static bool ehlo_line_out(struct session *s, const uint8_t *line, size_t len,
 	if (add_starttls) {
 		buf_append_str(&s->out_client, "250 STARTTLS\r\n");
 	} else {
-		assert(s->ehlo_last_marker_valid);
+		PANIC_UNLESS(s->ehlo_last_marker_valid);
 		size_t region = s->out_client.wr - s->uncommitted;
 		s->out_client.data[region + s->ehlo_last_marker] = ' ';
 	}
@@ -760,6 +788,42 @@ static void on_final_reply(struct session *s, enum pending_kind kind, unsigned c
 	}
 }
 
+/* reply_fits - CODE can answer a command of KIND
+ *
+ * A backend line is taken as the reply to the oldest command still owed
+ * one (RFC 2920 section 3.2); no proxy can tell a reply sent early from
+ * the one owed. But some codes belong to one command each: 354 switches
+ * the backend to message data, 334 to a SASL line, 235 ends AUTH, 220 only
+ * greets (or accepts XCLIENT) and 221 only answers QUIT. Anywhere else the
+ * backend is out of step with the proxy, and relaying such a reply would
+ * let the two read the client's next bytes differently. */
+static bool reply_fits(enum pending_kind kind, unsigned code)
+{
+	switch (code) {
+	case 354:
+		return kind == PENDING_DATA;
+	case 334:
+	case 235:
+		return kind == PENDING_AUTH;
+	case 220:
+		return kind == PENDING_GREETING || kind == PENDING_XCLIENT;
+	case 221:
+		return kind == PENDING_QUIT;
+	default:
+		return true;
+	}
+}
+
+/* backend_out_of_step - the backend misbehaved: the client gets a 421 and
+ * the backend is dropped unflushed, so nothing more reaches it */
+static void backend_out_of_step(struct session *s, const char *notice)
+{
+	s->notice = notice;
+	s->backend_gone = true;
+	set_action(s, ACT_DROP_BACKEND);
+	end_session(s, REPLY_BACKEND_BROKEN, "backend-protocol-error");
+}
+
 /* reply_line - one complete reply line (LEN bytes, no terminator) */
 static bool reply_line(struct session *s, const uint8_t *line, size_t len)
 {
@@ -786,6 +850,17 @@ static bool reply_line(struct session *s, const uint8_t *line, size_t len)
 		return false; /* the proxy's own reply goes first, once there is room */
 
 	bool first = !s->reply_in_progress;
+	if (first)
+		s->reply_code = r.code;
+	if (r.code != s->reply_code) {
+		/* RFC 5321 section 4.2.1: every line of a reply has its code. */
+		backend_out_of_step(s, "backend changed the reply code inside a multi-line reply");
+		return true;
+	}
+	if (!reply_fits(head->kind, r.code)) {
+		backend_out_of_step(s, "backend sent a reply that cannot answer the pending command");
+		return true;
+	}
 	bool swallow = head->kind == PENDING_STARTTLS_RSET || head->kind == PENDING_SWALLOW ||
 	               head->kind == PENDING_XCLIENT_EHLO || head->kind == PENDING_XCLIENT;
 	if (head->kind == PENDING_XCLIENT_EHLO && r.code == 250 &&
@@ -846,9 +921,12 @@ size_t session_from_backend(struct session *s, const uint8_t *p, size_t n)
 			s->notice = "backend sent data during the TLS handshake; discarded";
 			break;
 		}
-		size_t line_len = find_line(p + used, n - used);
+		/* A SASL challenge may run to the AUTH limit (RFC 4954 section 4). */
+		struct pending *head = queue_front(s);
+		size_t limit = head && head->kind == PENDING_AUTH ? SESSION_AUTH_LINE_MAX : SESSION_LINE_MAX;
+		size_t line_len = find_line(p + used, n - used, limit);
 		if (line_len == 0) {
-			if (n - used >= SESSION_LINE_MAX) {
+			if (n - used >= limit) {
 				s->notice = "backend reply line too long";
 				end_session(s, REPLY_BACKEND_BROKEN, "backend-protocol-error");
 				used = n;
@@ -992,7 +1070,7 @@ const uint8_t *session_output_to_client(const struct session *s, size_t *len_r)
 
 void session_sent_to_client(struct session *s, size_t n)
 {
-	assert(n <= buf_pending(&s->out_client) - s->uncommitted);
+	PANIC_UNLESS(n <= buf_pending(&s->out_client) - s->uncommitted);
 	buf_consume(&s->out_client, n);
 	settle(s); /* local replies waiting for room */
 }

@@ -11,8 +11,8 @@
  * session waits for a reply, or the output towards the other side is full.
  * The edge keeps the rest, offers it again after the next event, and stops
  * reading a side whose input buffer is full. A partial line is never used:
- * the edge's input buffers must hold at least SESSION_LINE_MAX bytes, and a
- * line that is still incomplete after SESSION_LINE_MAX bytes is too long.
+ * the edge's input buffers must hold at least SESSION_AUTH_LINE_MAX bytes,
+ * and a line that is still incomplete after its limit is too long.
  *
  * Output: session_output_to_*() show the bytes ready for each side, and
  * session_sent_to_*() say how many were written.
@@ -30,6 +30,9 @@
  * RFC 5321 section 4.5.3.1.4 allows 512; extensions (AUTH, long
  * addresses) need more, and INTERFACE.md promises at least 2048. */
 #define SESSION_LINE_MAX 4096
+/* AUTH lines, SASL responses and challenges: RFC 4954 section 4 lets them
+ * run to 12288 octets (GSSAPI tokens do), CRLF included. Only they. */
+#define SESSION_AUTH_LINE_MAX 12288
 
 #define SESSION_OUT_CAP 16384
 #define SESSION_QUEUE_MAX 128
@@ -129,6 +132,7 @@ struct session {
 	bool trace_due;          /* a Received line goes before the next message byte */
 	bool trace_in_transaction; /* this transaction's BDAT message has its line */
 	bool reply_in_progress;  /* a multi-line reply's first line is out */
+	unsigned reply_code;     /* that first line's code */
 	bool ehlo_rewriting;     /* the reply in progress is a 250 EHLO reply */
 	bool ehlo_last_marker_valid;
 	size_t ehlo_last_marker; /* last kept EHLO line's marker, from the uncommitted start */

@@ -1,4 +1,4 @@
-/* smtp_command.c - the SMTP command table and command-line parsing */
+/* smtp_command.c - the SMTP command table and the one command-line grammar */
 #include "smtp_command.h"
 
 #include <string.h>
@@ -26,17 +26,29 @@ static const struct {
 	{ "XFORWARD", VERB_XFORWARD, CMD_PROXY_ONLY },
 };
 
-/* is_blank - SP or HTAB */
-static bool is_blank(uint8_t c)
+/* is_verb_char - ALPHA, DIGIT or "-" */
+static bool is_verb_char(uint8_t c)
 {
-	return c == ' ' || c == '\t';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
 }
 
-void smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cmd_r)
+/* is_control - a byte that some backend reads as a separator or a line
+ * end: C0 controls (HT, VT, FF, CR, NUL, ...) and DEL */
+static bool is_control(uint8_t c)
+{
+	return c < 0x20 || c == 0x7F;
+}
+
+bool smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cmd_r)
 {
 	size_t verb_len = 0;
-	while (verb_len < len && !is_blank(line[verb_len]))
+	while (verb_len < len && is_verb_char(line[verb_len]))
 		verb_len++;
+	if (verb_len == 0 || (verb_len < len && line[verb_len] != ' '))
+		return false;
+	for (size_t i = verb_len; i < len; i++)
+		if (is_control(line[i]))
+			return false;
 
 	cmd_r->verb = VERB_OTHER;
 	cmd_r->flags = 0;
@@ -50,13 +62,19 @@ void smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cm
 	}
 
 	size_t start = verb_len;
-	while (start < len && is_blank(line[start]))
+	while (start < len && line[start] == ' ')
 		start++;
 	size_t end = len;
-	while (end > start && is_blank(line[end - 1]))
+	while (end > start && line[end - 1] == ' ')
 		end--;
 	cmd_r->args = line + start;
 	cmd_r->args_len = end - start;
+	return true;
+}
+
+bool smtp_command_is_auth(const uint8_t *line, size_t len)
+{
+	return len >= 5 && strncasecmp((const char *)line, "AUTH ", 5) == 0;
 }
 
 bool smtp_bdat_parse(const uint8_t *args, size_t len, uint64_t *size_r, bool *last_r)
@@ -76,7 +94,7 @@ bool smtp_bdat_parse(const uint8_t *args, size_t len, uint64_t *size_r, bool *la
 		return false;
 
 	size_t rest = i;
-	while (rest < len && is_blank(args[rest]))
+	while (rest < len && args[rest] == ' ')
 		rest++;
 	if (rest == len) {
 		*last_r = false;

@@ -1,4 +1,23 @@
-/* smtp_command.h - the SMTP command table and command-line parsing */
+/* smtp_command.h - the SMTP command table and the one command-line grammar
+ *
+ * The proxy checks commands so that the backend never executes one it did
+ * not check; that holds only if the backend reads every relayed line as the
+ * same verb. Real backends are lenient: Postfix's tokenizer skips leading
+ * whitespace and splits words on any whitespace, Exim and Sendmail do much
+ * the same. So the proxy accepts only lines that every such reader splits
+ * the way it does, and refuses the rest with 500 5.5.2:
+ *
+ *   command-line = verb [ SP arguments ]        (RFC 5321 section 4.1.1)
+ *   verb         = 1*( ALPHA / DIGIT / "-" )    starting the line
+ *   arguments    = *( %x20-7E / %x80-FF )       SP, printable ASCII, UTF-8
+ *
+ * No leading whitespace, no HT, VT, FF, CR, NUL or any other control
+ * character anywhere, and the verb ends at SP or at the end of the line.
+ * The line itself ends at LF (a CR before it is the usual CR LF). A line
+ * that passes is relayed as received (BDAT is rebuilt from its parsed
+ * size, see session.c), so what the backend parses is what the proxy
+ * parsed.
+ */
 #ifndef STARTTLSD_SMTP_COMMAND_H
 #define STARTTLSD_SMTP_COMMAND_H
 
@@ -32,14 +51,19 @@ enum smtp_verb {
 struct smtp_command {
 	enum smtp_verb verb;
 	unsigned flags;
-	const uint8_t *args; /* after the verb and its blanks, trailing blanks cut */
+	const uint8_t *args; /* after the verb's SP, leading and trailing SPs cut */
 	size_t args_len;
 };
 
-/* smtp_command_parse - classify LINE (LEN bytes, terminator removed) */
-void smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cmd_r);
+/* smtp_command_parse - LINE (LEN bytes, terminator removed) under the
+ * grammar above; false when it does not follow it */
+bool smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cmd_r);
 
-/* smtp_bdat_parse - "BDAT" arguments: SIZE [LAST] (RFC 3030 section 2) */
+/* smtp_command_is_auth - the line starts with the AUTH verb (it may run to
+ * SESSION_AUTH_LINE_MAX octets: RFC 4954 section 4) */
+bool smtp_command_is_auth(const uint8_t *line, size_t len);
+
+/* smtp_bdat_parse - "BDAT" arguments: SIZE [SP LAST] (RFC 3030 section 2) */
 bool smtp_bdat_parse(const uint8_t *args, size_t len, uint64_t *size_r, bool *last_r);
 
 #endif

@@ -21,7 +21,7 @@ enum { OP_CLIENT, OP_BACKEND, OP_TLS_UP, OP_CLIENT_EOF, OP_BACKEND_EOF, OP_BACKE
 
 struct fuzz_edge {
 	struct session s;
-	uint8_t client_in[SESSION_LINE_MAX * 2];
+	uint8_t client_in[SESSION_AUTH_LINE_MAX + SESSION_LINE_MAX];
 	size_t client_in_len;
 	uint8_t backend_in[SESSION_LINE_MAX * 2];
 	size_t backend_in_len;

@@ -56,6 +56,7 @@ int main(void)
 	run_ehlo_filter_tests();
 	run_proxy_header_tests();
 	run_session_tests();
+	run_smtp_command_tests();
 	printf("unit: %u passed, %u failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

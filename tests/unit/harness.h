@@ -26,5 +26,6 @@ void run_data_scanner_tests(void);
 void run_ehlo_filter_tests(void);
 void run_proxy_header_tests(void);
 void run_session_tests(void);
+void run_smtp_command_tests(void);
 
 #endif

@@ -174,8 +174,8 @@ static const struct transcript transcripts[] = {
 		{ CLIENT, "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhello\r\n.\r\nAUTH PLAIN x\r\nVRFY a\r\n\r\n",
 		  "530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"
 		  "530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"
-		  "530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"
-		  "530 5.7.0 Must issue a STARTTLS command first\r\n530 5.7.0 Must issue a STARTTLS command first\r\n",
+		  "500 5.5.2 Syntax error in command line\r\n530 5.7.0 Must issue a STARTTLS command first\r\n"
+		  "530 5.7.0 Must issue a STARTTLS command first\r\n500 5.5.2 Syntax error in command line\r\n",
 		  "", "" },
 		{ CLIENT, "NOOP\r\n", "", "NOOP\r\n", "" },
 		{ BACKEND, "250 Ok\r\n", "250 Ok\r\n", "", "" },
@@ -190,7 +190,7 @@ static const struct transcript transcripts[] = {
 		  "250 one\r\n550 5.7.0 Command not permitted\r\n550 5.7.0 Command not permitted\r\n250 two\r\n", "", "" } } },
 	{ "bare CR or NUL inside a command line", STARTTLS_POLICY, {
 		GREET, { CLIENT, "MAIL FROM:<a@x>\rRCPT TO:<b@y>\r\n",
-		         "500 5.5.2 Syntax error (bare CR or NUL in command line)\r\n", "", "" } } },
+		         "500 5.5.2 Syntax error in command line\r\n", "", "" } } },
 	{ "a bare LF ends a command, relayed with CR LF", STARTTLS_POLICY, {
 		GREET, { CLIENT, "NOOP\n", "", "NOOP\r\n", "" } } },
 
@@ -236,6 +236,13 @@ static const struct transcript transcripts[] = {
 		  "501 5.5.4 Syntax error in BDAT parameters\r\n501 5.5.4 Syntax error in BDAT parameters\r\n"
 		  "501 5.5.4 Syntax error in BDAT parameters\r\n501 5.5.4 Syntax error in BDAT parameters\r\n",
 		  "BDAT 0 LAST\r\n", "" } } },
+	{ "BDAT is relayed as the proxy counted it: extra blanks, zeros and case go", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING,
+		{ CLIENT, "MAIL FROM:<a@x.test>\r\nBDAT  3  \r\nabcbdat 005 last\r\n12345", "",
+		  "MAIL FROM:<a@x.test>\r\nBDAT 3\r\nabcBDAT 5 LAST\r\n12345", "" } } },
+	{ "BDAT with a tab is refused, and its chunk is read as commands, never relayed", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING,
+		{ CLIENT, "BDAT\t5\r\n", "500 5.5.2 Syntax error in command line\r\n", "", "" } } },
 	{ "BDAT to a backend without CHUNKING: refused, chunk dropped", STARTTLS_POLICY, {
 		GREET, EHLO_CLIENT,
 		{ BACKEND, "250-sink.test\r\n250 PIPELINING\r\n", "250-sink.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n", "", "" },
@@ -297,7 +304,7 @@ static const struct transcript transcripts[] = {
 		{ CLIENT, "MAIL FROM:<a@x>\r\nBDAT 5 LAST\r\nhello", "",
 		  "MAIL FROM:<a@x>\r\nBDAT 153 LAST\r\n" TRACE_TLS "hello", "" } } },
 	{ "the trace line defuses a hostile HELO name", TRACE_POLICY, {
-		GREET, { CLIENT, "HELO ev(l)\x01<x>.test\r\n", "", "HELO ev(l)\x01<x>.test\r\n", "" },
+		GREET, { CLIENT, "HELO ev(l)\xff<x>.test\r\n", "", "HELO ev(l)\xff<x>.test\r\n", "" },
 		{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" },
 		{ CLIENT, "DATA\r\n", "", "DATA\r\n", "" },
 		{ BACKEND, "354 go\r\n", "354 go\r\n", "", "" },
@@ -314,6 +321,54 @@ static const struct transcript transcripts[] = {
 	{ "backend greets with 554: shown, session goes on", STARTTLS_POLICY, {
 		{ BACKEND, "554 5.7.1 go away\r\n", "554 5.7.1 go away\r\n", "", "" },
 		{ CLIENT, "QUIT\r\n", "", "QUIT\r\n", "" } } },
+	{ "a 354 to RCPT is the backend out of step: 421, backend dropped", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING,
+		{ CLIENT, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n", "",
+		  "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n", "" },
+		{ BACKEND, "250 2.1.0 Ok\r\n354 go ahead\r\n",
+		  "250 2.1.0 Ok\r\n421 4.4.2 Backend protocol error, closing connection\r\n", "",
+		  "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
+	{ "a 354 to a command the proxy does not know is refused the same way", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING,
+		{ CLIENT, "X-DATA\r\n", "", "X-DATA\r\n", "" },
+		{ BACKEND, "354 go ahead\r\n", "421 4.4.2 Backend protocol error, closing connection\r\n", "",
+		  "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
+	{ "220 to MAIL, 334 to RCPT, 221 to NOOP: each out of step", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING,
+		{ CLIENT, "MAIL FROM:<a@x.test>\r\n", "", "MAIL FROM:<a@x.test>\r\n", "" },
+		{ BACKEND, "220 hello again\r\n", "421 4.4.2 Backend protocol error, closing connection\r\n", "",
+		  "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
+	{ "a 334 to RCPT", STARTTLS_POLICY, {
+		GREET, { CLIENT, "RCPT TO:<b@y.test>\r\n", "", "RCPT TO:<b@y.test>\r\n", "" },
+		{ BACKEND, "334 \r\n", "421 4.4.2 Backend protocol error, closing connection\r\n", "",
+		  "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
+	{ "a 221 to NOOP", STARTTLS_POLICY, {
+		GREET, { CLIENT, "NOOP\r\n", "", "NOOP\r\n", "" },
+		{ BACKEND, "221 bye\r\n", "421 4.4.2 Backend protocol error, closing connection\r\n", "",
+		  "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
+	{ "a multi-line reply that changes its code: the half-built EHLO reply is never shown", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT,
+		{ BACKEND, "250-sink.test\r\n354 PIPELINING\r\n",
+		  "421 4.4.2 Backend protocol error, closing connection\r\n", "", "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
+	{ "354 to DATA, 334 and 235 to AUTH, 221 to QUIT are in step", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE,
+		{ CLIENT, "EHLO c\r\n", "", "EHLO c\r\n", "" },
+		{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" },
+		{ CLIENT, "AUTH LOGIN\r\n", "", "AUTH LOGIN\r\n", "" },
+		{ BACKEND, "334 VXNlcm5hbWU6\r\n", "334 VXNlcm5hbWU6\r\n", "", "" },
+		{ CLIENT, "dXNlcg==\r\n", "", "dXNlcg==\r\n", "" },
+		{ BACKEND, "235 2.7.0 ok\r\n", "235 2.7.0 ok\r\n", "", "" },
+		{ CLIENT, "QUIT\r\n", "", "QUIT\r\n", "" },
+		{ BACKEND, "221 bye\r\n", "221 bye\r\n", "", "CLOSE_AFTER_FLUSH" } } },
+	{ "a SASL response with a control character: the exchange is cancelled", STARTTLS_POLICY, {
+		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE,
+		{ CLIENT, "EHLO c\r\n", "", "EHLO c\r\n", "" },
+		{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" },
+		{ CLIENT, "AUTH LOGIN\r\n", "", "AUTH LOGIN\r\n", "" },
+		{ BACKEND, "334 VXNlcm5hbWU6\r\n", "334 VXNlcm5hbWU6\r\n", "", "" },
+		{ CLIENT, "dXNl\vcg==\r\nNOOP\r\n", "", "*\r\n", "" },
+		{ BACKEND, "501 5.7.0 cancelled\r\n", "500 5.5.2 Syntax error in command line\r\n", "NOOP\r\n", "" },
+		{ BACKEND, "250 ok\r\n", "250 ok\r\n", "", "" } } },
 	{ "malformed backend reply", STARTTLS_POLICY, {
 		{ BACKEND, "hello there\r\n", "421 4.4.2 Backend protocol error, closing connection\r\n", "", "CLOSE_AFTER_FLUSH" } } },
 	{ "client closes after QUIT: the 221 still goes out", STARTTLS_POLICY, {
@@ -421,6 +476,66 @@ static void test_long_lines(bool trickle)
 	CHECK_BYTES(out_backend, backend_len, "NOOP\r\n", 6, ctx);
 }
 
+/* test_auth_lines - AUTH lines, SASL responses and challenges may run to
+ * 12288 octets (RFC 4954 section 4); other lines stay at SESSION_LINE_MAX */
+static void test_auth_lines(bool trickle)
+{
+	static struct driver d;
+	static char line[SESSION_AUTH_LINE_MAX + 16], want[SESSION_AUTH_LINE_MAX + 16];
+	struct session_policy policy = { .tls_mode = SESSION_IMPLICIT };
+	char actions[256];
+	size_t client_len, backend_len;
+	const char *ctx = trickle ? "10 KB AUTH lines, trickled" : "10 KB AUTH lines";
+	size_t token = 10000;
+
+	driver_init(&d, &policy);
+	session_tls_established(&d.s);
+	driver_backend(&d, "220 hi\r\n", 8, trickle);
+	driver_client(&d, "EHLO c\r\n", 8, trickle);
+	driver_backend(&d, "250 hi\r\n", 8, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+
+	/* An AUTH command with a 10 KB initial response: relayed whole. */
+	memcpy(line, "AUTH GSSAPI ", 12);
+	memset(line + 12, 'Q', token);
+	memcpy(line + 12 + token, "\r\n", 2);
+	driver_client(&d, line, 12 + token + 2, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+	CHECK_BYTES(out_backend, backend_len, line, 12 + token + 2, ctx);
+	CHECK(client_len == 0, ctx);
+
+	/* A 10 KB challenge and a 10 KB response. */
+	memcpy(want, "334 ", 4);
+	memset(want + 4, 'C', token);
+	memcpy(want + 4 + token, "\r\n", 2);
+	driver_backend(&d, want, 4 + token + 2, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+	CHECK_BYTES(out_client, client_len, want, 4 + token + 2, ctx);
+	memset(line, 'R', token);
+	memcpy(line + token, "\r\n", 2);
+	driver_client(&d, line, token + 2, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+	CHECK_BYTES(out_backend, backend_len, line, token + 2, ctx);
+	driver_backend(&d, "235 ok\r\n", 8, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+	CHECK_BYTES(out_client, client_len, "235 ok\r\n", 8, ctx);
+
+	/* Any other 10 KB line is too long; so is an AUTH line past 12288. */
+	memcpy(line, "NOOP ", 5);
+	memset(line + 5, 'N', token);
+	memcpy(line + 5 + token, "\r\n", 2);
+	driver_client(&d, line, 5 + token + 2, trickle);
+	memcpy(line, "AUTH PLAIN ", 11);
+	memset(line + 11, 'P', SESSION_AUTH_LINE_MAX);
+	memcpy(line + 11 + SESSION_AUTH_LINE_MAX, "\r\n", 2);
+	driver_client(&d, line, 11 + SESSION_AUTH_LINE_MAX + 2, trickle);
+	driver_client(&d, "RSET\r\n", 6, trickle);
+	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+	const char *too_long = "500 5.5.2 Line too long\r\n500 5.5.2 Line too long\r\n";
+	CHECK_BYTES(out_client, client_len, too_long, strlen(too_long), ctx);
+	CHECK_BYTES(out_backend, backend_len, "RSET\r\n", 6, ctx);
+}
+
 /* test_nul_in_command - a NUL inside a command line is refused, not relayed */
 static void test_nul_in_command(void)
 {
@@ -432,7 +547,7 @@ static void test_nul_in_command(void)
 	driver_backend(&d, "220 hi\r\n", 8, false);
 	driver_client(&d, "NOOP\0RSET\r\n", 11, false);
 	driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
-	const char *want = "220 hi\r\n500 5.5.2 Syntax error (bare CR or NUL in command line)\r\n";
+	const char *want = "220 hi\r\n500 5.5.2 Syntax error in command line\r\n";
 	CHECK_BYTES(out_client, client_len, want, strlen(want), "NUL in command");
 	CHECK(backend_len == 0, "NUL in command: nothing relayed");
 }
@@ -489,5 +604,7 @@ void run_session_tests(void)
 	test_long_lines(false);
 	test_long_lines(true);
 	test_nul_in_command();
+	test_auth_lines(false);
+	test_auth_lines(true);
 	test_big_message();
 }
