@@ -398,7 +398,7 @@ class Client:
         return [self.reply() for _ in range(n)]
 
     def cmd(self, line):
-        self.send(line + "\r\n")
+        self.send(line + (b"\r\n" if isinstance(line, bytes) else "\r\n"))
         return self.reply()
 
     def silence(self, seconds=1.0):

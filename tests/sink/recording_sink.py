@@ -147,7 +147,9 @@ class Session:
             if opts.close_on and verb == opts.close_on.upper():
                 raise Closed()
             handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
-            if handler is None:
+            if verb in opts.answer:
+                self.misbehave(verb, arg, opts.answer[verb])
+            elif handler is None:
                 self.reply("502 5.5.2 Error: command not recognized")
             else:
                 handler(arg)
@@ -188,6 +190,16 @@ class Session:
         else:
             self.rcpts.append(arg[3:])
             self.reply("250 2.1.5 Ok")
+
+    def misbehave(self, verb, arg, text):
+        """--answer: TEXT instead of the real reply; after a 354 the next
+        bytes are taken as a message, as a server out of step would."""
+        if verb == "RCPT":
+            self.rcpts.append(arg.partition(":")[2])
+        self.reply(text)
+        if text.startswith("354"):
+            raw = self.data_body()
+            self.deliver(raw, unstuff(raw))
 
     def cmd_DATA(self, arg):
         if not self.rcpts or self.bdat is not None:
@@ -312,10 +324,13 @@ def parse_args(argv):
                    help="expect a PROXY v1/v2 header first; store it as conn-N.proxy")
     p.add_argument("--unsolicited-after-rset", metavar="TEXT",
                    help="write TEXT (backslash escapes decoded) after each RSET reply")
+    p.add_argument("--answer", metavar="VERB=TEXT", action="append", default=[],
+                   help="answer VERB with TEXT, e.g. RCPT='354 go ahead' (a backend out of step)")
     p.add_argument("--max-connections", type=int, default=0,
                    help="stop accepting after N connections, exit when they end")
     opts = p.parse_args(argv)
     opts.caps = [c.strip() for c in opts.caps.split(",") if c.strip()]
+    opts.answer = dict((v.upper(), t) for v, _, t in (a.partition("=") for a in opts.answer))
     if opts.unsolicited_after_rset:
         opts.unsolicited_after_rset = codecs.escape_decode(
             opts.unsolicited_after_rset.encode())[0]
