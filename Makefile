@@ -76,7 +76,24 @@ PROXY_BIN ?= proxy/starttlsd
 
 all: $(PROXY_BIN)
 
-$(BUILD)/%.o: %.c
+# The core and its unit tests see only the core's headers: no -Iproxy, no
+# GnuTLS cflags, so an edge header is not found by name. GnuTLS's and libev's
+# headers sit on the system path and "../tls.h" would still reach an edge
+# header, so -MD lists every header an object saw, system ones included, and
+# an edge header (proxy/*.h), GnuTLS's or libev's among them fails the build.
+CORE_FORBIDDEN_HEADERS = ^proxy/[^/]+\.h$$|/gnutls/|(^|/)ev\.h$$
+
+$(CORE_OBJS) $(UNIT_OBJS): $(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iproxy/core -MD -MP -c -o $@ $<
+	@forbidden=$$(tr -d ':\\' <$(@:.o=.d) | xargs realpath -m --relative-base=. | \
+		grep -E '$(CORE_FORBIDDEN_HEADERS)' | sort -u); \
+	if [ -n "$$forbidden" ]; then \
+		echo "$<: the core must not include" $$forbidden "(STYLE.md)" >&2; \
+		rm -f $@; exit 1; \
+	fi
+
+$(EDGE_OBJS): $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
 

@@ -97,6 +97,19 @@ static enum tls_io direction(struct tls_conn *t)
 	return gnutls_record_get_direction(t->session) ? TLS_IO_WANT_WRITE : TLS_IO_WANT_READ;
 }
 
+/* handshake_failure - why a handshake failed, in an admin's words */
+static const char *handshake_failure(int r)
+{
+	/* GnuTLS refuses an SNI host_name with any byte but a letter, digit,
+	 * '-' or '.' (raw UTF-8, control characters, '_') while it parses the
+	 * ClientHello, before choose_certificate runs, and lets no application
+	 * take that extension over: RFC 6066 section 3 asks for an ASCII host
+	 * name, IDNs as A-labels. */
+	if (r == GNUTLS_E_RECEIVED_DISALLOWED_NAME)
+		return "SNI server name is not an ASCII DNS host name (RFC 6066 section 3)";
+	return gnutls_strerror(r);
+}
+
 enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r)
 {
 	int r = gnutls_handshake(t->session);
@@ -106,7 +119,10 @@ enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r)
 		return direction(t);
 	if (!gnutls_error_is_fatal(r))
 		return TLS_IO_WANT_READ; /* a warning alert: go on */
-	*reason_r = gnutls_strerror(r);
+	/* RFC 8446 section 6.2: a fatal error is told to the peer with its
+	 * alert; best effort, the connection closes either way. */
+	(void)gnutls_alert_send_appropriate(t->session, r);
+	*reason_r = handshake_failure(r);
 	return TLS_IO_ERROR;
 }
 

@@ -123,10 +123,11 @@ static bool read_spki_hash(gnutls_x509_crt_t crt, struct tls_cert *c)
 	gnutls_pubkey_t pub;
 	gnutls_datum_t spki = { NULL, 0 };
 	unsigned char hash[32];
-	bool ok = gnutls_pubkey_init(&pub) == 0;
-	ok = ok && gnutls_pubkey_import_x509(pub, crt, 0) == 0 &&
-	     gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) == 0 &&
-	     gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, hash) == 0;
+	if (gnutls_pubkey_init(&pub) < 0)
+		return false; /* pub may be unset: nothing to deinit */
+	bool ok = gnutls_pubkey_import_x509(pub, crt, 0) == 0 &&
+	          gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) == 0 &&
+	          gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, hash) == 0;
 	if (ok)
 		for (size_t i = 0; i < sizeof hash; i++)
 			snprintf(c->spki_sha256_hex + 2 * i, 3, "%02x", hash[i]);

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum hide_when { HIDE_ALWAYS, HIDE_BEFORE_TLS, HIDE_AUTH_BEFORE_TLS };
+enum hide_when { HIDE_ALWAYS, HIDE_AUTH_BEFORE_TLS };
 
 static const struct {
 	const char *keyword;
@@ -14,7 +14,7 @@ static const struct {
 	{ "XCLIENT", HIDE_ALWAYS },
 	{ "XFORWARD", HIDE_ALWAYS },
 	{ "AUTH", HIDE_AUTH_BEFORE_TLS },
-	{ "REQUIRETLS", HIDE_BEFORE_TLS },
+	{ "REQUIRETLS", HIDE_ALWAYS },
 };
 
 bool ehlo_keyword_is(const uint8_t *text, size_t len, const char *keyword)
@@ -33,8 +33,6 @@ bool ehlo_keep_line(const uint8_t *text, size_t len, const struct ehlo_view *vie
 		switch (hidden_capabilities[i].when) {
 		case HIDE_ALWAYS:
 			return false;
-		case HIDE_BEFORE_TLS:
-			return view->tls_active;
 		case HIDE_AUTH_BEFORE_TLS:
 			return view->tls_active || view->show_auth_before_tls;
 		}

@@ -3,8 +3,10 @@
  * INTERFACE.md: STARTTLS is the proxy's to offer (RFC 3207), so the
  * backend's own is always dropped; XCLIENT and XFORWARD are for the proxy
  * alone; AUTH (and the old "AUTH=" form) is hidden before TLS unless
- * auth_before_tls = yes (RFC 4954 section 4); REQUIRETLS means nothing on a
- * hop that is not yet encrypted (RFC 8689), so it is hidden before TLS.
+ * auth_before_tls = yes (RFC 4954 section 4). REQUIRETLS is never shown,
+ * before or after TLS: a server that accepts it must relay the message only
+ * over TLS, with REQUIRETLS, on every later hop (RFC 8689 sections 4.1 and
+ * 4.2.1), and the proxy's own next hop, to the backend, is plaintext.
  */
 #ifndef STARTTLSD_EHLO_FILTER_H
 #define STARTTLSD_EHLO_FILTER_H

@@ -54,11 +54,19 @@ def test_other_spellings_are_filtered(start_sink, proxy_for):
                      "250-PIPELINING", "250 8BITMIME"]
 
 
-def test_requiretls_not_offered_before_tls(start_sink, proxy_for):
+def test_requiretls_never_offered(start_sink, proxy_for):
+    """RFC 8689: offering REQUIRETLS promises TLS on every later hop, and the
+    hop to the backend is plaintext; so neither before nor inside TLS."""
     sink = start_sink("--caps", "PIPELINING,REQUIRETLS,8BITMIME")
     proxy = proxy_for(sink)
-    before, _ = ehlo_both_sides(proxy.port("smtp"))
+    before, after = ehlo_both_sides(proxy.port("smtp"))
     assert before == ["250-sink.test", "250-PIPELINING", "250-8BITMIME", "250 STARTTLS"]
+    assert after == ["250-sink.test", "250-PIPELINING", "250 8BITMIME"]
+    c = Client(proxy.port("smtps"), tls=True)
+    assert c.reply().code == 220
+    assert c.cmd("EHLO client.test").lines == ["250-sink.test", "250-PIPELINING", "250 8BITMIME"]
+    assert c.cmd("QUIT").code == 221
+    c.close()
 
 
 def test_auth_before_tls_yes_shows_auth(sink, proxy_for):

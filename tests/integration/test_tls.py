@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import (Client, SELFSIGNED, client_context, ehlo_starttls, send_message, CERT_NAME,
-                      TIMEOUT)
+from conftest import (Client, PEM_CERT_RE, SELFSIGNED, client_context, ehlo_starttls, fingerprint,
+                      openssl_served, send_message, CERT_NAME, TIMEOUT)
 
 
 def der(pem_path):
@@ -48,6 +48,40 @@ def test_certificate_by_sni(two_certs, sni, which):
         c.close()
     sessions = proxy.wait_sessions(2)
     assert {s["sni"] for s in sessions} == {sni or "-"}
+
+
+def s_client_with_sni(port, sni):
+    """openssl s_client after STARTTLS sending SNI as the raw bytes SNI (python's ssl will not)."""
+    out = subprocess.run([b"openssl", b"s_client", b"-starttls", b"smtp", b"-connect", b"127.0.0.1:%d" % port,
+                          b"-servername", sni], input=b"QUIT\n", capture_output=True, timeout=TIMEOUT)
+    return (out.stdout + out.stderr).decode("latin-1")
+
+
+@pytest.mark.parametrize("sni", [b"caf\xc3\xa9.test", b"mx\x01.test", b"mx\x1b[31m.test", b"mx_1.test"],
+                         ids=["utf8", "control", "escape", "underscore"])
+def test_sni_that_is_not_an_ascii_host_name_is_refused(proxy, sink, sni):
+    """GnuTLS refuses such a name while it parses the ClientHello, before a
+    certificate is chosen: the client gets a fatal illegal_parameter alert, the
+    log says why and holds none of the name's bytes, and the listener goes on."""
+    out = s_client_with_sni(proxy.port("smtp"), sni)
+    assert "alert illegal parameter" in out, out
+    assert not PEM_CERT_RE.search(out), out
+    assert proxy.log.wait_for(r"TLS handshake failed: SNI server name is not an ASCII DNS host name "
+                              r"\(RFC 6066 section 3\)$"), proxy.log.text()
+    s = proxy.wait_sessions(1)[0]
+    assert (s["tls"], s["sni"], s["cert"], s["end"]) == ("none", "-", "-", "handshake-failed"), s
+    assert sni.split(b".")[0].decode("utf-8") not in proxy.log.text()
+    c = ehlo_starttls(proxy.port("smtp"))
+    assert c.cmd("QUIT").code == 221
+    c.close()
+
+
+def test_sni_as_an_a_label_gets_the_default_certificate(proxy, sink, cert):
+    """An IDN sent the RFC 6066 way, as an A-label, is a name like any other."""
+    served, _ = openssl_served(proxy.port("smtp"), sni="xn--caf-dma.test")
+    assert served == fingerprint(cert[0])
+    s = proxy.wait_sessions(1)[0]
+    assert (s["sni"], s["cert"]) == ("xn--caf-dma.test", CERT_NAME), s
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])

@@ -389,6 +389,11 @@ static const struct transcript transcripts[] = {
 		{ CLIENT, "x\r\n.\r\n", "", "x\r\n.\r\n", "" },
 		{ BACKEND, "250 queued\r\n",
 		  "250 queued\r\n421 4.3.2 Service shutting down, closing connection\r\n", "", "CLOSE_AFTER_FLUSH" } } },
+	{ "EHLO inside TLS: the backend's REQUIRETLS dropped too (RFC 8689: the backend hop is plaintext)",
+	  STARTTLS_POLICY, { GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE,
+		{ CLIENT, "EHLO client.test\r\n", "", "EHLO client.test\r\n", "" },
+		{ BACKEND, "250-sink.test\r\n250-REQUIRETLS\r\n250-PIPELINING\r\n250 requiretls\r\n",
+		  "250-sink.test\r\n250 PIPELINING\r\n", "", "" } } },
 };
 
 /* apply_step - one event into the driver */
