@@ -40,6 +40,12 @@
  * on). */
 #define PROXY_HEADER_SECONDS 5.0
 #define PROXY_HEADER_RECHECK 0.02
+/* While a message is open its data rate is checked this often. */
+#define DATA_RATE_CHECK_SECONDS 1.0
+
+/* The time limits' replies (RFC 3463: 4.4.2, bad connection). */
+static const char REPLY_SESSION_TIMEOUT[] = "421 4.4.2 Session time limit exceeded, closing connection\r\n";
+static const char REPLY_DATA_TOO_SLOW[] = "421 4.4.2 Data rate too low, closing connection\r\n";
 
 enum client_tls { CLIENT_PLAIN, CLIENT_HANDSHAKE, CLIENT_TLS };
 
@@ -68,8 +74,13 @@ struct conn {
 	ev_io cio, bio;
 	int cio_events, bio_events;
 	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer, proxy_timer;
+	ev_timer session_timer;   /* session_timeout, from accept */
+	ev_timer data_rate_timer; /* min_data_rate, while a message is open */
 	uint64_t bytes_in, bytes_out;
 	ev_tstamp accepted_at;
+	bool message_open;        /* session_message_open(), as last seen */
+	ev_tstamp message_opened_at;
+	uint64_t message_bytes;   /* client bytes the session used since then */
 	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr) */
 	char xclient_addr[INET6_ADDRSTRLEN + 8];
 	const char *end_reason;
@@ -157,6 +168,8 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(srv->loop, &c->idle_timer);
 	ev_timer_stop(srv->loop, &c->linger_timer);
 	ev_timer_stop(srv->loop, &c->proxy_timer);
+	ev_timer_stop(srv->loop, &c->session_timer);
+	ev_timer_stop(srv->loop, &c->data_rate_timer);
 	/* The backend may be gone already, its greeting timer not. */
 	ev_timer_stop(srv->loop, &c->connect_timer);
 	close_backend(c);
@@ -557,6 +570,24 @@ static bool finish_backend_connect(struct conn *c)
 
 /* ---- the session ---- */
 
+/* track_message - start min_data_rate's clock when a message opens, stop
+ * it when the message has ended */
+static void track_message(struct conn *c)
+{
+	bool open = session_message_open(&c->session);
+	if (open == c->message_open)
+		return;
+	c->message_open = open;
+	if (open) {
+		c->message_opened_at = ev_now(c->srv->loop);
+		c->message_bytes = 0;
+		if (c->listener->cfg->min_data_rate > 0)
+			ev_timer_again(c->srv->loop, &c->data_rate_timer);
+	} else {
+		ev_timer_stop(c->srv->loop, &c->data_rate_timer);
+	}
+}
+
 /* feed - offer buffered input to the session; true when some was used */
 static bool feed(struct conn *c)
 {
@@ -567,11 +598,16 @@ static bool feed(struct conn *c)
 		c->bin_len -= used;
 		moved |= used > 0;
 	}
+	track_message(c); /* a 354 opens one */
 	if (c->cin_len > 0 && c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing) {
+		bool was_open = c->message_open;
 		size_t used = session_from_client(&c->session, c->cin, c->cin_len);
 		memmove(c->cin, c->cin + used, c->cin_len - used);
 		c->cin_len -= used;
 		moved |= used > 0;
+		track_message(c); /* a BDAT opens one, its end closes it */
+		if (was_open || c->message_open)
+			c->message_bytes += used;
 	}
 	return moved;
 }
@@ -793,6 +829,49 @@ static void on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_run(c);
 }
 
+/* end_for_time_limit - session_timeout or min_data_rate ran out */
+static void end_for_time_limit(struct conn *c, const char *reply, const char *reason)
+{
+	if (c->awaiting_proxy || c->client_tls == CLIENT_HANDSHAKE || c->start_tls || c->lingering ||
+	    c->closing) {
+		fail(c, reason); /* no SMTP reply can be given now */
+		return;
+	}
+	session_time_limit(&c->session, reply, reason);
+	/* A client that never reads must not keep the 421 waiting. */
+	c->idle_timer.repeat = LINGER_SECONDS;
+	ev_timer_again(c->srv->loop, &c->idle_timer);
+}
+
+static void on_session_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	log_info("client %s: session_timeout of %us reached", c->peer, c->listener->cfg->session_timeout);
+	end_for_time_limit(c, REPLY_SESSION_TIMEOUT, "session-timeout");
+	conn_run(c);
+}
+
+/* on_data_rate_check - the client has sent at least min_data_rate bytes a
+ * second of the message since its grace time; a slow backend is never held
+ * against it (nothing waits to go to the backend) */
+static void on_data_rate_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	const struct config_listener *cfg = c->listener->cfg;
+	(void)revents;
+	double counted = ev_now(loop) - c->message_opened_at - cfg->min_data_rate_grace;
+	size_t backend_pending;
+	(void)session_output_to_backend(&c->session, &backend_pending);
+	if (counted <= 0 || backend_pending > 0 || (double)c->message_bytes >= counted * cfg->min_data_rate)
+		return;
+	log_info("client %s: message data below min_data_rate: %llu bytes in %.0fs; closed", c->peer,
+	         (unsigned long long)c->message_bytes, ev_now(loop) - c->message_opened_at);
+	end_for_time_limit(c, REPLY_DATA_TOO_SLOW, "data-too-slow");
+	conn_run(c);
+}
+
 static void on_linger_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *c = w->data;
@@ -935,6 +1014,13 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	c->idle_timer.data = c;
 	ev_init(&c->linger_timer, on_linger_timeout);
 	c->linger_timer.data = c;
+	ev_timer_init(&c->session_timer, on_session_timeout, l->cfg->session_timeout, 0);
+	c->session_timer.data = c;
+	if (l->cfg->session_timeout > 0)
+		ev_timer_start(srv->loop, &c->session_timer);
+	ev_init(&c->data_rate_timer, on_data_rate_check);
+	c->data_rate_timer.repeat = DATA_RATE_CHECK_SECONDS;
+	c->data_rate_timer.data = c;
 
 	c->next = srv->conns;
 	if (srv->conns)
