@@ -191,6 +191,17 @@ static void conn_free(struct conn *c)
 
 /* ---- the client side ---- */
 
+/* client_closed - the client's EOF */
+static void client_closed(struct conn *c)
+{
+	c->client_eof = true;
+	session_client_eof(&c->session);
+	/* Gone before the greeting: nothing can reach it any more, so the
+	 * backend is released now, not at connect_timeout. */
+	if (!c->backend_greeted)
+		fail(c, "client-closed");
+}
+
 /* client_read - one read from the client, plaintext or TLS */
 static bool client_read(struct conn *c)
 {
@@ -215,8 +226,7 @@ static bool client_read(struct conn *c)
 			c->read_wants_write = true;
 			return false;
 		case TLS_IO_EOF:
-			c->client_eof = true;
-			session_client_eof(&c->session);
+			client_closed(c);
 			return true;
 		case TLS_IO_ERROR:
 			log_warning("client %s: TLS: %s", c->peer, reason);
@@ -240,8 +250,7 @@ static bool client_read(struct conn *c)
 		c->c_readable = false;
 		return false;
 	}
-	c->client_eof = true;
-	session_client_eof(&c->session);
+	client_closed(c);
 	return true;
 }
 

@@ -1,8 +1,10 @@
-"""No session holds resources for ever: session_timeout, min_data_rate.
+"""No session holds resources for ever: session_timeout, min_data_rate, a
+backend released when its client leaves before the greeting.
 
 Every wait is bounded in count and in time; nothing asserts a duration.
 """
 
+import socket
 import time
 
 from conftest import TIMEOUT, assert_delivered, ehlo_starttls, greeted
@@ -123,3 +125,25 @@ def test_fast_messages_pass_under_the_limits(sink, proxy_for):
     assert proxy.wait_sessions(1)[0]["end"] == "quit"
     assert_delivered(sink, 1, body)
     assert sink.msg(2, "raw") == chunked
+
+
+def test_backend_released_when_client_leaves_before_greeting(proxy_for):
+    backend = socket.socket()
+    backend.bind(("127.0.0.1", 0))
+    backend.listen(4)
+    backend.settimeout(TIMEOUT)
+    try:
+        proxy = proxy_for("127.0.0.1:%d" % backend.getsockname()[1], connect_timeout="60s")
+        client = socket.create_connection(("127.0.0.1", proxy.port("smtp")), timeout=TIMEOUT)
+        conn, _ = backend.accept()  # the proxy's backend connection; it never gets a greeting
+        client.close()
+        conn.settimeout(TIMEOUT)  # far below connect_timeout = 60s
+        try:
+            assert conn.recv(4096) == b"", "the proxy sent something to a silent backend"
+        except socket.timeout:
+            raise AssertionError("backend connection still held after the client left") from None
+        finally:
+            conn.close()
+        assert proxy.wait_sessions(1)[0]["end"] == "client-closed"
+    finally:
+        backend.close()
