@@ -111,6 +111,8 @@ struct conn {
 #define CONN_ALLOCATION \
 	((CONN_SHIFT + sizeof(struct conn) + PAGE_SIZE_ASSUMED - 1) / PAGE_SIZE_ASSUMED * PAGE_SIZE_ASSUMED)
 
+/* proxy_step reads the load balancer's header into the input buffer. */
+_Static_assert(PROXY_HEADER_MAX <= CONN_INPUT_CAP, "a PROXY header fits the client input buffer");
 _Static_assert(STATE_SIZE <= PAGE_SIZE_ASSUMED && CONN_SHIFT % _Alignof(struct conn) == 0,
                "a connection's state fits in one page");
 _Static_assert(offsetof(struct conn, cin) ==
@@ -405,20 +407,21 @@ static bool linger_read(struct conn *c)
 }
 
 /* proxy_step - take the load balancer's PROXY header off the socket,
- * exactly: what follows it (SMTP, or a TLS ClientHello) stays unread */
+ * exactly: what follows it (SMTP, or a TLS ClientHello) stays unread. The
+ * header is looked at in the client input buffer, empty until it is done. */
 static bool proxy_step(struct conn *c)
 {
-	uint8_t head[PROXY_HEADER_MAX];
+	uint8_t *head = c->cin;
 	struct proxy_header h;
 	if (!c->c_readable)
 		return false;
-	ssize_t n = recv(c->cfd, head, sizeof head, MSG_PEEK);
+	ssize_t n = recv(c->cfd, head, PROXY_HEADER_MAX, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 		c->c_readable = false;
 		return false;
 	}
 	enum proxy_header_result r = n > 0 ? proxy_header_parse(head, (size_t)n, &h) : PROXY_HEADER_INVALID;
-	if (r == PROXY_HEADER_INCOMPLETE && (size_t)n < sizeof head) {
+	if (r == PROXY_HEADER_INCOMPLETE && (size_t)n < PROXY_HEADER_MAX) {
 		c->c_readable = false;
 		c->proxy_header_late = true;
 		return false;
@@ -503,7 +506,7 @@ static void backend_failed(struct conn *c)
  * section 2); on a fresh socket it always fits the send buffer */
 static bool send_client_addr(struct conn *c)
 {
-	uint8_t header[PROXY_HEADER_MAX];
+	uint8_t header[PROXY_HEADER_WRITE_MAX];
 	size_t n = 0;
 	enum config_client_addr mode = c->listener->cfg->client_addr;
 	if (mode == CONFIG_CLIENT_ADDR_PROXY_V1) {
