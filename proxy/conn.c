@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@
  * on). */
 #define PROXY_HEADER_SECONDS 5.0
 #define PROXY_HEADER_RECHECK 0.02
+/* Heap pages go back to the system once this many sessions have ended
+ * since the peak, and at least half of them (give_back_heap). */
+#define TRIM_AFTER_CLOSED 64
 /* While a message is open its data rate is checked this often. */
 #define DATA_RATE_CHECK_SECONDS 1.0
 
@@ -1039,6 +1043,8 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->n_conns++;
+	if (srv->n_conns > srv->n_conns_peak)
+		srv->n_conns_peak = srv->n_conns;
 
 	ev_init(&c->proxy_timer, on_proxy_timer);
 	c->proxy_timer.repeat = PROXY_HEADER_RECHECK;
@@ -1082,8 +1088,21 @@ void conn_close_all(struct server *srv)
 	}
 }
 
+/* give_back_heap - after a burst of sessions has ended, hand the free heap
+ * pages back to the system: glibc keeps them otherwise, and the pages that
+ * thousands of TLS sessions touched stay resident (tens of MB). Only when
+ * the count fell well below its peak, so that a steady load pays nothing. */
+static void give_back_heap(struct server *srv)
+{
+	if (srv->n_conns_peak - srv->n_conns < TRIM_AFTER_CLOSED || srv->n_conns > srv->n_conns_peak / 2)
+		return;
+	malloc_trim(0);
+	srv->n_conns_peak = srv->n_conns;
+}
+
 void conn_release_idle_buffers(struct server *srv)
 {
+	give_back_heap(srv);
 	for (struct conn *c = srv->conns; c; c = c->next) {
 		bool empty = c->cin_len == 0 && c->bin_len == 0 && buf_pending(&c->session.out_client) == 0 &&
 		             buf_pending(&c->session.out_backend) == 0;
