@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,15 @@
  * on). */
 #define PROXY_HEADER_SECONDS 5.0
 #define PROXY_HEADER_RECHECK 0.02
+/* Heap pages go back to the system once this many sessions have ended
+ * since the peak, and at least half of them (give_back_heap). */
+#define TRIM_AFTER_CLOSED 64
+/* While a message is open its data rate is checked this often. */
+#define DATA_RATE_CHECK_SECONDS 1.0
+
+/* The time limits' replies (RFC 3463: 4.4.2, bad connection). */
+static const char REPLY_SESSION_TIMEOUT[] = "421 4.4.2 Session time limit exceeded, closing connection\r\n";
+static const char REPLY_DATA_TOO_SLOW[] = "421 4.4.2 Data rate too low, closing connection\r\n";
 
 enum client_tls { CLIENT_PLAIN, CLIENT_HANDSHAKE, CLIENT_TLS };
 
@@ -68,8 +78,13 @@ struct conn {
 	ev_io cio, bio;
 	int cio_events, bio_events;
 	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer, proxy_timer;
+	ev_timer session_timer;   /* session_timeout, from accept */
+	ev_timer data_rate_timer; /* min_data_rate, while a message is open */
 	uint64_t bytes_in, bytes_out;
 	ev_tstamp accepted_at;
+	bool message_open;        /* session_message_open(), as last seen */
+	ev_tstamp message_opened_at;
+	uint64_t message_bytes;   /* client bytes the session used since then */
 	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr) */
 	char xclient_addr[INET6_ADDRSTRLEN + 8];
 	const char *end_reason;
@@ -100,6 +115,8 @@ struct conn {
 #define CONN_ALLOCATION \
 	((CONN_SHIFT + sizeof(struct conn) + PAGE_SIZE_ASSUMED - 1) / PAGE_SIZE_ASSUMED * PAGE_SIZE_ASSUMED)
 
+/* proxy_step reads the load balancer's header into the input buffer. */
+_Static_assert(PROXY_HEADER_MAX <= CONN_INPUT_CAP, "a PROXY header fits the client input buffer");
 _Static_assert(STATE_SIZE <= PAGE_SIZE_ASSUMED && CONN_SHIFT % _Alignof(struct conn) == 0,
                "a connection's state fits in one page");
 _Static_assert(offsetof(struct conn, cin) ==
@@ -157,6 +174,8 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(srv->loop, &c->idle_timer);
 	ev_timer_stop(srv->loop, &c->linger_timer);
 	ev_timer_stop(srv->loop, &c->proxy_timer);
+	ev_timer_stop(srv->loop, &c->session_timer);
+	ev_timer_stop(srv->loop, &c->data_rate_timer);
 	/* The backend may be gone already, its greeting timer not. */
 	ev_timer_stop(srv->loop, &c->connect_timer);
 	close_backend(c);
@@ -177,6 +196,17 @@ static void conn_free(struct conn *c)
 }
 
 /* ---- the client side ---- */
+
+/* client_closed - the client's EOF */
+static void client_closed(struct conn *c)
+{
+	c->client_eof = true;
+	session_client_eof(&c->session);
+	/* Gone before the greeting: nothing can reach it any more, so the
+	 * backend is released now, not at connect_timeout. */
+	if (!c->backend_greeted)
+		fail(c, "client-closed");
+}
 
 /* client_read - one read from the client, plaintext or TLS */
 static bool client_read(struct conn *c)
@@ -202,8 +232,7 @@ static bool client_read(struct conn *c)
 			c->read_wants_write = true;
 			return false;
 		case TLS_IO_EOF:
-			c->client_eof = true;
-			session_client_eof(&c->session);
+			client_closed(c);
 			return true;
 		case TLS_IO_ERROR:
 			log_warning("client %s: TLS: %s", c->peer, reason);
@@ -227,8 +256,7 @@ static bool client_read(struct conn *c)
 		c->c_readable = false;
 		return false;
 	}
-	c->client_eof = true;
-	session_client_eof(&c->session);
+	client_closed(c);
 	return true;
 }
 
@@ -383,20 +411,21 @@ static bool linger_read(struct conn *c)
 }
 
 /* proxy_step - take the load balancer's PROXY header off the socket,
- * exactly: what follows it (SMTP, or a TLS ClientHello) stays unread */
+ * exactly: what follows it (SMTP, or a TLS ClientHello) stays unread. The
+ * header is looked at in the client input buffer, empty until it is done. */
 static bool proxy_step(struct conn *c)
 {
-	uint8_t head[PROXY_HEADER_MAX];
+	uint8_t *head = c->cin;
 	struct proxy_header h;
 	if (!c->c_readable)
 		return false;
-	ssize_t n = recv(c->cfd, head, sizeof head, MSG_PEEK);
+	ssize_t n = recv(c->cfd, head, PROXY_HEADER_MAX, MSG_PEEK);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 		c->c_readable = false;
 		return false;
 	}
 	enum proxy_header_result r = n > 0 ? proxy_header_parse(head, (size_t)n, &h) : PROXY_HEADER_INVALID;
-	if (r == PROXY_HEADER_INCOMPLETE && (size_t)n < sizeof head) {
+	if (r == PROXY_HEADER_INCOMPLETE && (size_t)n < PROXY_HEADER_MAX) {
 		c->c_readable = false;
 		c->proxy_header_late = true;
 		return false;
@@ -481,7 +510,7 @@ static void backend_failed(struct conn *c)
  * section 2); on a fresh socket it always fits the send buffer */
 static bool send_client_addr(struct conn *c)
 {
-	uint8_t header[PROXY_HEADER_MAX];
+	uint8_t header[PROXY_HEADER_WRITE_MAX];
 	size_t n = 0;
 	enum config_client_addr mode = c->listener->cfg->client_addr;
 	if (mode == CONFIG_CLIENT_ADDR_PROXY_V1) {
@@ -557,6 +586,24 @@ static bool finish_backend_connect(struct conn *c)
 
 /* ---- the session ---- */
 
+/* track_message - start min_data_rate's clock when a message opens, stop
+ * it when the message has ended */
+static void track_message(struct conn *c)
+{
+	bool open = session_message_open(&c->session);
+	if (open == c->message_open)
+		return;
+	c->message_open = open;
+	if (open) {
+		c->message_opened_at = ev_now(c->srv->loop);
+		c->message_bytes = 0;
+		if (c->listener->cfg->min_data_rate > 0)
+			ev_timer_again(c->srv->loop, &c->data_rate_timer);
+	} else {
+		ev_timer_stop(c->srv->loop, &c->data_rate_timer);
+	}
+}
+
 /* feed - offer buffered input to the session; true when some was used */
 static bool feed(struct conn *c)
 {
@@ -567,11 +614,16 @@ static bool feed(struct conn *c)
 		c->bin_len -= used;
 		moved |= used > 0;
 	}
+	track_message(c); /* a 354 opens one */
 	if (c->cin_len > 0 && c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing) {
+		bool was_open = c->message_open;
 		size_t used = session_from_client(&c->session, c->cin, c->cin_len);
 		memmove(c->cin, c->cin + used, c->cin_len - used);
 		c->cin_len -= used;
 		moved |= used > 0;
+		track_message(c); /* a BDAT opens one, its end closes it */
+		if (was_open || c->message_open)
+			c->message_bytes += used;
 	}
 	return moved;
 }
@@ -793,6 +845,49 @@ static void on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_run(c);
 }
 
+/* end_for_time_limit - session_timeout or min_data_rate ran out */
+static void end_for_time_limit(struct conn *c, const char *reply, const char *reason)
+{
+	if (c->awaiting_proxy || c->client_tls == CLIENT_HANDSHAKE || c->start_tls || c->lingering ||
+	    c->closing) {
+		fail(c, reason); /* no SMTP reply can be given now */
+		return;
+	}
+	session_time_limit(&c->session, reply, reason);
+	/* A client that never reads must not keep the 421 waiting. */
+	c->idle_timer.repeat = LINGER_SECONDS;
+	ev_timer_again(c->srv->loop, &c->idle_timer);
+}
+
+static void on_session_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	(void)loop;
+	(void)revents;
+	log_info("client %s: session_timeout of %us reached", c->peer, c->listener->cfg->session_timeout);
+	end_for_time_limit(c, REPLY_SESSION_TIMEOUT, "session-timeout");
+	conn_run(c);
+}
+
+/* on_data_rate_check - the client has sent at least min_data_rate bytes a
+ * second of the message since its grace time; a slow backend is never held
+ * against it (nothing waits to go to the backend) */
+static void on_data_rate_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+	const struct config_listener *cfg = c->listener->cfg;
+	(void)revents;
+	double counted = ev_now(loop) - c->message_opened_at - cfg->min_data_rate_grace;
+	size_t backend_pending;
+	(void)session_output_to_backend(&c->session, &backend_pending);
+	if (counted <= 0 || backend_pending > 0 || (double)c->message_bytes >= counted * cfg->min_data_rate)
+		return;
+	log_info("client %s: message data below min_data_rate: %llu bytes in %.0fs; closed", c->peer,
+	         (unsigned long long)c->message_bytes, ev_now(loop) - c->message_opened_at);
+	end_for_time_limit(c, REPLY_DATA_TOO_SLOW, "data-too-slow");
+	conn_run(c);
+}
+
 static void on_linger_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *c = w->data;
@@ -935,12 +1030,21 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	c->idle_timer.data = c;
 	ev_init(&c->linger_timer, on_linger_timeout);
 	c->linger_timer.data = c;
+	ev_timer_init(&c->session_timer, on_session_timeout, l->cfg->session_timeout, 0);
+	c->session_timer.data = c;
+	if (l->cfg->session_timeout > 0)
+		ev_timer_start(srv->loop, &c->session_timer);
+	ev_init(&c->data_rate_timer, on_data_rate_check);
+	c->data_rate_timer.repeat = DATA_RATE_CHECK_SECONDS;
+	c->data_rate_timer.data = c;
 
 	c->next = srv->conns;
 	if (srv->conns)
 		srv->conns->prev = c;
 	srv->conns = c;
 	srv->n_conns++;
+	if (srv->n_conns > srv->n_conns_peak)
+		srv->n_conns_peak = srv->n_conns;
 
 	ev_init(&c->proxy_timer, on_proxy_timer);
 	c->proxy_timer.repeat = PROXY_HEADER_RECHECK;
@@ -984,8 +1088,21 @@ void conn_close_all(struct server *srv)
 	}
 }
 
+/* give_back_heap - after a burst of sessions has ended, hand the free heap
+ * pages back to the system: glibc keeps them otherwise, and the pages that
+ * thousands of TLS sessions touched stay resident (tens of MB). Only when
+ * the count fell well below its peak, so that a steady load pays nothing. */
+static void give_back_heap(struct server *srv)
+{
+	if (srv->n_conns_peak - srv->n_conns < TRIM_AFTER_CLOSED || srv->n_conns > srv->n_conns_peak / 2)
+		return;
+	malloc_trim(0);
+	srv->n_conns_peak = srv->n_conns;
+}
+
 void conn_release_idle_buffers(struct server *srv)
 {
+	give_back_heap(srv);
 	for (struct conn *c = srv->conns; c; c = c->next) {
 		bool empty = c->cin_len == 0 && c->bin_len == 0 && buf_pending(&c->session.out_client) == 0 &&
 		             buf_pending(&c->session.out_backend) == 0;

@@ -22,7 +22,8 @@ void conn_close_all(struct server *srv);
 
 /* conn_release_idle_buffers - every IDLE_SWEEP_SECONDS: the buffer pages of
  * sessions without I/O since the last sweep go back to the system (an idle
- * session should hold no I/O buffer); the next byte faults in a zero page */
+ * session should hold no I/O buffer); the next byte faults in a zero page.
+ * After a burst of sessions has ended, free heap pages go back as well. */
 #define IDLE_SWEEP_SECONDS 0.25
 void conn_release_idle_buffers(struct server *srv);
 

@@ -11,6 +11,8 @@
 
 #define LINE_MAX_BYTES 4096
 #define DURATION_MAX (7u * 24 * 3600)
+/* min_data_rate: a gigabyte a second is beyond any SMTP client */
+#define DATA_RATE_MAX (1000u * 1000 * 1000)
 
 struct parse_ctx {
 	const char *filename;
@@ -73,8 +75,8 @@ static bool parse_uint(const char *s, size_t len, unsigned long max, unsigned lo
 	return true;
 }
 
-/* parse_duration - seconds, or a number with s, m or h; more than zero */
-static bool parse_duration(struct parse_ctx *ctx, const char *value, unsigned *out)
+/* duration_seconds - VALUE as seconds: a number, or a number with s, m or h */
+static bool duration_seconds(const char *value, unsigned *out)
 {
 	size_t len = strlen(value);
 	unsigned long unit = 1, v;
@@ -86,10 +88,29 @@ static bool parse_duration(struct parse_ctx *ctx, const char *value, unsigned *o
 		default: break;
 		}
 	}
-	if (!parse_uint(value, len, DURATION_MAX, &v) || v == 0 || v * unit > DURATION_MAX)
+	if (!parse_uint(value, len, DURATION_MAX, &v) || v * unit > DURATION_MAX)
+		return false;
+	*out = (unsigned)(v * unit);
+	return true;
+}
+
+/* parse_duration - seconds, or a number with s, m or h; more than zero */
+static bool parse_duration(struct parse_ctx *ctx, const char *value, unsigned *out)
+{
+	unsigned seconds;
+	if (!duration_seconds(value, &seconds) || seconds == 0)
 		return fail(ctx, ctx->line, "bad duration '%s' (seconds, or a number with s, m or h; "
 		            "more than 0, at most 7 days)", value);
-	*out = (unsigned)(v * unit);
+	*out = seconds;
+	return true;
+}
+
+/* parse_limit_duration - a duration where 0 turns the limit off */
+static bool parse_limit_duration(struct parse_ctx *ctx, const char *value, unsigned *out)
+{
+	if (!duration_seconds(value, out))
+		return fail(ctx, ctx->line, "bad duration '%s' (seconds, or a number with s, m or h; "
+		            "0 for none, at most 7 days)", value);
 	return true;
 }
 
@@ -402,6 +423,32 @@ static bool key_idle_timeout(struct parse_ctx *ctx, struct config *cfg, struct c
 	return parse_duration(ctx, v, &l->idle_timeout);
 }
 
+static bool key_session_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                const char *v)
+{
+	(void)cfg;
+	return parse_limit_duration(ctx, v, &l->session_timeout);
+}
+
+static bool key_min_data_rate(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                              const char *v)
+{
+	unsigned long rate;
+	(void)cfg;
+	if (!parse_uint(v, strlen(v), DATA_RATE_MAX, &rate))
+		return fail(ctx, ctx->line, "min_data_rate must be 0 to %u bytes per second, not '%s'",
+		            DATA_RATE_MAX, v);
+	l->min_data_rate = (unsigned)rate;
+	return true;
+}
+
+static bool key_min_data_rate_grace(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                    const char *v)
+{
+	(void)cfg;
+	return parse_limit_duration(ctx, v, &l->min_data_rate_grace);
+}
+
 enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
 
 /* The key table: every key, where it may stand, whether it may repeat. */
@@ -432,6 +479,9 @@ static const struct key_def {
 	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false },
 	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false },
 	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false },
+	{ "session_timeout", SCOPE_LISTENER, key_session_timeout, false },
+	{ "min_data_rate", SCOPE_LISTENER, key_min_data_rate, false },
+	{ "min_data_rate_grace", SCOPE_LISTENER, key_min_data_rate_grace, false },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
@@ -445,6 +495,9 @@ static void listener_defaults(struct config_listener *l)
 	l->connect_timeout = 30;
 	l->handshake_timeout = 30;
 	l->idle_timeout = 300;
+	l->session_timeout = 3600;
+	l->min_data_rate = 256;
+	l->min_data_rate_grace = 30;
 }
 
 /* finish_listener - the required keys are there */

@@ -82,6 +82,12 @@ struct config_listener {
 	unsigned connect_timeout;   /* seconds */
 	unsigned handshake_timeout; /* seconds */
 	unsigned idle_timeout;      /* seconds */
+	unsigned session_timeout;   /* seconds from accept; 0: no limit */
+	/* While a message is open the client sends at least min_data_rate
+	 * bytes a second, counted after the first min_data_rate_grace
+	 * seconds; 0: no minimum */
+	unsigned min_data_rate;
+	unsigned min_data_rate_grace; /* seconds */
 };
 
 struct config {

@@ -23,8 +23,16 @@
 #include <sys/socket.h>
 
 /* The longest header accepted: v1's 107 bytes, or v2's 16 plus its length
- * field. A v2 length beyond this ends the connection. */
-#define PROXY_HEADER_MAX 1024
+ * field. Load balancers' TLVs (AWS VPC endpoint ids, GCP PSC ids, unique
+ * ids, certificates in PP2_TYPE_SSL) make v2 headers of several KiB, and
+ * HAProxy accepts more than 4 KiB; the edge reads one into a client input
+ * buffer of this size. A v2 length beyond this ends the connection. */
+#define PROXY_HEADER_MAX 16384
+
+/* The longest header proxy_header_write_v2() makes: addresses, an SNI name
+ * of at most 255 bytes as PP2_TYPE_AUTHORITY and a PP2_TYPE_SSL of at most
+ * 256 */
+#define PROXY_HEADER_WRITE_MAX (16 + 36 + (3 + 255) + (3 + 256))
 
 enum proxy_header_result { PROXY_HEADER_INCOMPLETE, PROXY_HEADER_DONE, PROXY_HEADER_INVALID };
 

@@ -370,6 +370,7 @@ static void handle_bdat(struct session *s, const struct smtp_command *cmd)
 	relay_line(s, (const uint8_t *)command, (size_t)c, last ? PENDING_BDAT_LAST : PENDING_BDAT);
 	bool ok = buf_append(&s->out_backend, trace, trace_len);
 	PANIC_UNLESS(ok); /* COMMAND_ROOM holds the command and the trace line */
+	s->bdat_message_open = !last;
 	if (size > 0) {
 		s->chunk_left = size;
 		s->phase = CLIENT_BDAT_CHUNK;
@@ -714,6 +715,10 @@ static void on_final_reply(struct session *s, enum pending_kind kind, unsigned c
 		if (positive) {
 			s->in_transaction = true;
 			s->trace_in_transaction = false;
+			/* A failed transaction's BDAT does not open this
+			 * one's message; one pipelined ahead of this reply
+			 * counts again from the next chunk. */
+			s->bdat_message_open = false;
 		}
 		break;
 	case PENDING_DATA:
@@ -1027,6 +1032,39 @@ void session_idle_timeout(struct session *s)
 {
 	/* RFC 5321 section 4.5.3.2: the server may close after its timeout. */
 	end_session(s, REPLY_IDLE, "idle-timeout");
+}
+
+bool session_message_open(const struct session *s)
+{
+	switch (s->phase) {
+	case CLIENT_DATA:
+	case CLIENT_DATA_DISCARD:
+	case CLIENT_BDAT_CHUNK:
+	case CLIENT_BDAT_DISCARD:
+		return true;
+	case CLIENT_COMMANDS:
+	case CLIENT_SKIP_LONG_LINE:
+		/* RFC 3030 section 2: between chunks, until BDAT LAST */
+		return s->bdat_message_open && s->in_transaction;
+	case CLIENT_AUTH_RESPONSE:
+	case CLIENT_AFTER_STARTTLS:
+	case CLIENT_DONE:
+		return false;
+	}
+	return false;
+}
+
+void session_time_limit(struct session *s, const char *reply, const char *reason)
+{
+	if (s->ended)
+		return;
+	if (session_message_open(s)) {
+		/* No terminator, no BDAT LAST: the backend discards the
+		 * half message (RFC 5321 section 4.1.1.4 needs the end). */
+		s->backend_gone = true;
+		set_action(s, ACT_DROP_BACKEND);
+	}
+	end_session(s, reply, reason);
 }
 
 void session_shutdown(struct session *s)

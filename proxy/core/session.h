@@ -131,6 +131,7 @@ struct session {
 	bool helo_esmtp;         /* the client said EHLO, not HELO */
 	bool trace_due;          /* a Received line goes before the next message byte */
 	bool trace_in_transaction; /* this transaction's BDAT message has its line */
+	bool bdat_message_open;  /* a BDAT without LAST began this transaction's message */
 	bool reply_in_progress;  /* a multi-line reply's first line is out */
 	unsigned reply_code;     /* that first line's code */
 	bool ehlo_rewriting;     /* the reply in progress is a 250 EHLO reply */
@@ -178,6 +179,16 @@ void session_backend_failed(struct session *s);
 
 /* session_idle_timeout - nothing happened for idle_timeout */
 void session_idle_timeout(struct session *s);
+
+/* session_message_open - the client owes message bytes: from the 354 to
+ * DATA, or from the first BDAT of a transaction, until it has sent the
+ * message's end (the edge's min_data_rate applies meanwhile) */
+bool session_message_open(const struct session *s);
+
+/* session_time_limit - a time limit of the edge's ran out: the client gets
+ * REPLY (a CRLF-ended 421) and the session ends for REASON; a message still
+ * open is cut off with the backend connection, so it is never delivered */
+void session_time_limit(struct session *s, const char *reply, const char *reason);
 
 /* session_shutdown - the daemon stops: 421 now when idle, else after the transaction */
 void session_shutdown(struct session *s);

@@ -7,7 +7,8 @@
  * - buffers are valid and bounded, the queue never overflows;
  * - between ACT_START_TLS and the handshake, nothing new is written to
  *   either side (RFC 3207 section 4.2: no plaintext crosses STARTTLS);
- * - after a close action, nothing new is written to the backend.
+ * - after a close action, nothing new is written to the backend;
+ * - a time limit that ends an open message drops the backend with it.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -17,7 +18,7 @@
 #include "session.h"
 
 enum { OP_CLIENT, OP_BACKEND, OP_TLS_UP, OP_CLIENT_EOF, OP_BACKEND_EOF, OP_BACKEND_FAIL,
-       OP_IDLE, OP_SHUTDOWN, OP_DRAIN_CLIENT, OP_DRAIN_BACKEND, OP_COUNT };
+       OP_IDLE, OP_SHUTDOWN, OP_DRAIN_CLIENT, OP_DRAIN_BACKEND, OP_TIME_LIMIT, OP_COUNT };
 
 struct fuzz_edge {
 	struct session s;
@@ -172,6 +173,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)session_output_to_backend(&e.s, &out);
 			session_sent_to_backend(&e.s, out);
 			break;
+		case OP_TIME_LIMIT: {
+			bool message_open = session_message_open(&e.s);
+			session_time_limit(&e.s, "421 4.4.2 Data rate too low, closing connection\r\n",
+			                   "data-too-slow");
+			assert(!message_open || e.s.backend_gone);
+			break;
+		}
 		}
 		i += n;
 		check_invariants(&e);

@@ -209,3 +209,53 @@ def test_proxy_header_carries_the_balancers_client(start_sink, proxy_for):
     family, src, dst, tlvs = parse_v2(header_at_sink(sink))
     assert family == 0x21 and src == ("2001:db8::7", 50000) and dst == ("2001:db8::25", 25)
     assert 0x20 not in tlvs, "no TLS facts before STARTTLS"
+
+
+def v2_tcp4_with_tlvs(tlv_bytes, src="192.0.2.9", sport=40000, dst="198.51.100.1", dport=25):
+    """A v2 header whose TLVs fill TLV_BYTES, as cloud load balancers send:
+    PP2_TYPE_AWS (a VPC endpoint id), a GCP PSC connection id, a unique id,
+    and a vendor TLV with the rest."""
+    addrs = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+
+    def tlv(kind, value):
+        return bytes([kind]) + struct.pack("!H", len(value)) + value
+
+    tlvs = tlv(0xEA, b"\x01vpce-0123456789abcdef0") + tlv(0xE0, b"\x00\x00\x00\x00\x12\x34\x56\x78")
+    tlvs += tlv(0x05, b"u" * 128)
+    tlvs += tlv(0xE1, bytes(i % 251 for i in range(tlv_bytes - len(tlvs) - 3)))
+    return V2_SIG + b"\x21\x11" + struct.pack("!H", len(addrs) + len(tlvs)) + addrs + tlvs
+
+
+def test_v2_header_of_3_kib_with_tlvs(start_sink, proxy_for):
+    sink = start_sink("--proxy-protocol")
+    proxy = proxy_for(sink, accept_proxy="yes", client_addr="proxy-v1")
+    header = v2_tcp4_with_tlvs(3000)
+    assert 3000 < len(header) < 3100
+    c = Client(proxy.port("smtp"))
+    c.send(header + b"EHLO behind.a.balancer\r\n")
+    assert c.reply().code == 220
+    assert c.reply().code == 250, "the bytes after the header are SMTP input"
+    assert c.cmd("QUIT").code == 221
+    c.close()
+    assert proxy.wait_sessions()[0]["client"] == "192.0.2.9:40000"
+    family, src, dst = parse_v1(header_at_sink(sink))
+    assert family == "TCP4" and src == ("192.0.2.9", 40000) and dst == ("198.51.100.1", 25)
+
+
+def test_v2_header_size_limit(proxy_for, sink):
+    """16 KiB (the client input buffer) is the limit: at it, accepted; one byte over, refused."""
+    proxy = proxied(proxy_for, sink)
+    largest = v2_tcp4_with_tlvs(16384 - 16 - 12)
+    assert len(largest) == 16384
+    c = Client(proxy.port("smtp"))
+    c.send(largest)
+    assert c.reply().code == 220
+    assert c.cmd("QUIT").code == 221
+    c.close()
+    c = Client(proxy.port("smtp"))
+    c.send(v2_tcp4_with_tlvs(16384 - 16 - 12 + 1))
+    assert closed_without_reply(c)
+    c.close()
+    sessions = {s["end"]: s for s in proxy.wait_sessions(2)}
+    assert sorted(sessions) == ["proxy-header-invalid", "quit"], sessions
+    assert sessions["quit"]["client"] == "192.0.2.9:40000"

@@ -63,6 +63,15 @@ static void test_valid(void)
 	CHECK(strcmp(l->certs[1].ocsp, "/r.der") == 0 && l->certs[1].ocsp_line == 6, "ocsp on the cert above");
 	CHECK(l->request_client_cert, "client_cert = request");
 	CHECK(parse(MINIMAL) && !cfg.listeners[0].request_client_cert, "client_cert defaults to no");
+
+	l = &cfg.listeners[0];
+	CHECK(parse(MINIMAL), err);
+	CHECK(l->session_timeout == 3600 && l->min_data_rate == 256 && l->min_data_rate_grace == 30,
+	      "session and data rate limits default to 1h, 256 bytes/s after 30s");
+	CHECK(parse(MINIMAL "session_timeout = 20m\nmin_data_rate = 1000\nmin_data_rate_grace = 2s\n"), err);
+	CHECK(l->session_timeout == 1200 && l->min_data_rate == 1000 && l->min_data_rate_grace == 2, "limits set");
+	CHECK(parse(MINIMAL "session_timeout = 0\nmin_data_rate = 0\nmin_data_rate_grace = 0\n"), err);
+	CHECK(l->session_timeout == 0 && l->min_data_rate == 0 && l->min_data_rate_grace == 0, "0 turns them off");
 }
 
 static const struct {
@@ -76,6 +85,13 @@ static const struct {
 	{ MINIMAL "idle_timeout = 5 minutes\n", "t.conf:5: bad duration '5 minutes' (seconds, or a number with s, m or h; more than 0, at most 7 days)" },
 	{ MINIMAL "idle_timeout = 0\n", "t.conf:5: bad duration '0' (seconds, or a number with s, m or h; more than 0, at most 7 days)" },
 	{ MINIMAL "idle_timeout = 99999999999999999999\n", "t.conf:5: bad duration '99999999999999999999' (seconds, or a number with s, m or h; more than 0, at most 7 days)" },
+	{ MINIMAL "session_timeout = -1\n", "t.conf:5: bad duration '-1' (seconds, or a number with s, m or h; 0 for none, at most 7 days)" },
+	{ MINIMAL "session_timeout = 8d\n", "t.conf:5: bad duration '8d' (seconds, or a number with s, m or h; 0 for none, at most 7 days)" },
+	{ MINIMAL "session_timeout = 169h\n", "t.conf:5: bad duration '169h' (seconds, or a number with s, m or h; 0 for none, at most 7 days)" },
+	{ MINIMAL "min_data_rate_grace = s\n", "t.conf:5: bad duration 's' (seconds, or a number with s, m or h; 0 for none, at most 7 days)" },
+	{ MINIMAL "min_data_rate = 1k\n", "t.conf:5: min_data_rate must be 0 to 1000000000 bytes per second, not '1k'" },
+	{ MINIMAL "min_data_rate = 1000000001\n", "t.conf:5: min_data_rate must be 0 to 1000000000 bytes per second, not '1000000001'" },
+	{ MINIMAL "min_data_rate = 1\nmin_data_rate = 2\n", "t.conf:6: min_data_rate given twice" },
 	{ MINIMAL "tls = starttls\ntls = implicit\n", "t.conf:6: tls given twice" },
 	{ MINIMAL "tls = ssl\n", "t.conf:5: tls must be starttls or implicit, not 'ssl'" },
 	{ MINIMAL "user = mail\n", "t.conf:5: user is a global key: put it before the first [section]" },

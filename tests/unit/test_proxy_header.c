@@ -207,6 +207,59 @@ static void test_v2(void)
 	      "could_be");
 }
 
+/* put_tlv - TYPE, a 16-bit length and LEN bytes of VALUE at OUT; the size */
+static size_t put_tlv(uint8_t *out, uint8_t type, const void *value, size_t len)
+{
+	out[0] = type;
+	out[1] = (uint8_t)(len >> 8);
+	out[2] = (uint8_t)len;
+	memcpy(out + 3, value, len);
+	return 3 + len;
+}
+
+/* test_v2_large - a header of several KiB, as cloud load balancers send:
+ * AWS (PP2_TYPE_AWS, a VPC endpoint id), GCP (a PSC connection id), a
+ * unique id, a large vendor TLV and a CRC32C over all of it */
+static void test_v2_large(void)
+{
+	static uint8_t hdr[PROXY_HEADER_MAX + 16], tlvs[PROXY_HEADER_MAX];
+	static uint8_t big[2900];
+	struct proxy_header h;
+	size_t t = 0;
+	t += put_tlv(tlvs + t, 0xEA, "\x01vpce-0123456789abcdef0", 23);
+	t += put_tlv(tlvs + t, 0xE0, "\x00\x00\x00\x00\x12\x34\x56\x78", 8);
+	memset(big, 'u', 128);
+	t += put_tlv(tlvs + t, 0x05, big, 128); /* PP2_TYPE_UNIQUE_ID, its maximum */
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (uint8_t)(i * 7);
+	t += put_tlv(tlvs + t, 0xE1, big, sizeof big);
+	size_t crc_at = t;
+	t += put_tlv(tlvs + t, 0x03, "\0\0\0\0", 4);
+	size_t n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, tlvs, t);
+	uint32_t crc = crc32c_table(hdr, n);
+	uint8_t *value = hdr + 16 + sizeof V4_ADDRS + crc_at + 3;
+	value[0] = (uint8_t)(crc >> 24), value[1] = (uint8_t)(crc >> 16), value[2] = (uint8_t)(crc >> 8);
+	value[3] = (uint8_t)crc;
+	CHECK(n > 3000 && n < 3200, "a 3 KiB header");
+	expect(hdr, n, PROXY_HEADER_DONE, "v2 with 3 KiB of TLVs"); /* whole, every prefix, then SMTP */
+	proxy_header_parse(hdr, n, &h);
+	check_v4_source(&h, "v2 with 3 KiB of TLVs");
+	value[3] ^= 1;
+	expect(hdr, n, PROXY_HEADER_INVALID, "v2 with 3 KiB of TLVs, CRC32C off by one bit");
+
+	/* PROXY_HEADER_MAX exactly is taken; one byte more is refused
+	 * from its fixed part alone, before the rest is waited for. */
+	memset(tlvs, 0, sizeof tlvs);
+	size_t fill = PROXY_HEADER_MAX - 16 - sizeof V4_ADDRS - 3;
+	put_tlv(tlvs, 0xE1, tlvs + 3, fill);
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, tlvs, 3 + fill);
+	CHECK(n == PROXY_HEADER_MAX && proxy_header_parse(hdr, n, &h) == PROXY_HEADER_DONE, "PROXY_HEADER_MAX");
+	put_tlv(tlvs, 0xE1, tlvs + 3, fill + 1);
+	n = v2(hdr, 0x21, 0x11, V4_ADDRS, sizeof V4_ADDRS, tlvs, 3 + fill + 1);
+	CHECK(proxy_header_parse(hdr, 16, &h) == PROXY_HEADER_INVALID, "PROXY_HEADER_MAX + 1, fixed part");
+	CHECK(proxy_header_parse(hdr, n, &h) == PROXY_HEADER_INVALID, "PROXY_HEADER_MAX + 1, whole");
+}
+
 /* sa - an IPv4 or IPv6 socket address from text */
 static struct sockaddr_storage sa(const char *addr, unsigned port)
 {
@@ -256,6 +309,20 @@ static void test_write(void)
 			              memmem(buf, n, "AES-256-GCM", 11),
 			      "v2 TLS facts");
 	}
+	/* The longest SNI name and TLS facts fit PROXY_HEADER_WRITE_MAX. */
+	char name[256], facts[123]; /* version and cipher: PP2_TYPE_SSL of 255 bytes */
+	memset(name, 'n', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	memset(facts, 'f', sizeof facts - 1);
+	facts[sizeof facts - 1] = '\0';
+	struct proxy_tls_facts longest = { facts, facts, name };
+	struct sockaddr_storage src6 = sa("2001:db8::7", 1), dst6 = sa("2001:db8::1", 2);
+	uint8_t small[PROXY_HEADER_WRITE_MAX];
+	size_t written = proxy_header_write_v2(&src6, &dst6, &longest, small, sizeof small);
+	CHECK(written > 16 + 36 + 255 && written <= sizeof small, "longest header for the backend fits");
+	CHECK(proxy_header_parse(small, written, &h) == PROXY_HEADER_DONE && h.length == written,
+	      "longest header for the backend parses");
+
 	struct sockaddr_storage unix_addr = { .ss_family = AF_UNIX }, v4 = sa("192.0.2.7", 1);
 	CHECK(proxy_header_write_v1(&unix_addr, &v4, buf, sizeof buf) == 0, "not IP: nothing written");
 }
@@ -264,5 +331,6 @@ void run_proxy_header_tests(void)
 {
 	test_v1();
 	test_v2();
+	test_v2_large();
 	test_write();
 }

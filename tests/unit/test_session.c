@@ -18,6 +18,7 @@ enum step_kind {
 	BACKEND_FAIL,
 	IDLE,
 	SHUTDOWN,
+	TIME_LIMIT,   /* session_time_limit() with the reply in `in` */
 };
 
 struct step {
@@ -426,6 +427,9 @@ static void apply_step(struct driver *d, const struct step *st, bool trickle)
 	case SHUTDOWN:
 		session_shutdown(&d->s);
 		break;
+	case TIME_LIMIT:
+		session_time_limit(&d->s, st->in, "time-limit");
+		break;
 	case STEP_END:
 		break;
 	}
@@ -600,6 +604,90 @@ static void test_big_message(void)
 	CHECK(sum_in == sum_out, "big message: the same bytes in the same order");
 }
 
+/* Time limits (min_data_rate, session_timeout): what counts as an open
+ * message, and a limit that cuts one off never lets it reach the end. */
+#define TOO_SLOW "421 4.4.2 Data rate too low, closing connection\r\n"
+#define MAIL_RCPT_PIPELINED \
+	{ { CLIENT, "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n", "", "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n", "" }, false }, \
+	{ { BACKEND, "250 Ok\r\n250 Ok\r\n", "250 Ok\r\n250 Ok\r\n", "", "" }, false }
+
+struct limit_step {
+	struct step step;
+	bool message_open; /* session_message_open() after the step */
+};
+
+static const struct {
+	const char *name;
+	struct limit_step steps[12];
+} limit_cases[] = {
+	{ "DATA: open from 354 to the end of data", {
+		{ GREET, false }, { EHLO_CLIENT, false }, { EHLO_PIPELINING_CHUNKING, false },
+		{ { CLIENT, "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n", "",
+		    "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n", "" }, false },
+		{ { BACKEND, "250 Ok\r\n250 Ok\r\n", "250 Ok\r\n250 Ok\r\n", "", "" }, false },
+		{ { BACKEND, "354 go\r\n", "354 go\r\n", "", "" }, true },
+		{ { CLIENT, "x\r\n.\r\n", "", "x\r\n.\r\n", "" }, false },
+		{ { BACKEND, "250 queued\r\n", "250 queued\r\n", "", "" }, false } } },
+	{ "DATA: a limit mid-message drops the backend, no terminator", {
+		{ GREET, false }, { EHLO_CLIENT, false }, { EHLO_PIPELINING_CHUNKING, false },
+		{ { CLIENT, "DATA\r\n", "", "DATA\r\n", "" }, false },
+		{ { BACKEND, "354 go\r\n", "354 go\r\n", "", "" }, true },
+		{ { CLIENT, "half a line", "", "half a line", "" }, true },
+		{ { TIME_LIMIT, TOO_SLOW, TOO_SLOW, "", "DROP_BACKEND CLOSE_AFTER_FLUSH" }, false },
+		{ { CLIENT, "\r\n.\r\nQUIT\r\n", "", "", "" }, false },
+		{ { TIME_LIMIT, TOO_SLOW, "", "", "" }, false } } },
+	{ "BDAT: open from the first chunk to the end of BDAT LAST's", {
+		{ GREET, false }, { EHLO_CLIENT, false }, { EHLO_PIPELINING_CHUNKING, false }, MAIL_RCPT_PIPELINED,
+		{ { CLIENT, "BDAT 3\r\nab", "", "BDAT 3\r\nab", "" }, true },
+		{ { CLIENT, "c", "", "c", "" }, true },
+		{ { BACKEND, "250 3 octets\r\n", "250 3 octets\r\n", "", "" }, true },
+		{ { CLIENT, "BDAT 2 LAST\r\nd", "", "BDAT 2 LAST\r\nd", "" }, true },
+		{ { CLIENT, "e", "", "e", "" }, false },
+		{ { BACKEND, "250 queued\r\n", "250 queued\r\n", "", "" }, false } } },
+	{ "BDAT: a limit between chunks drops the backend before BDAT LAST", {
+		{ GREET, false }, { EHLO_CLIENT, false }, { EHLO_PIPELINING_CHUNKING, false }, MAIL_RCPT_PIPELINED,
+		{ { CLIENT, "BDAT 3\r\nabc", "", "BDAT 3\r\nabc", "" }, true },
+		{ { BACKEND, "250 3 octets\r\n", "250 3 octets\r\n", "", "" }, true },
+		{ { TIME_LIMIT, TOO_SLOW, TOO_SLOW, "", "DROP_BACKEND CLOSE_AFTER_FLUSH" }, false },
+		{ { CLIENT, "BDAT 0 LAST\r\n", "", "", "" }, false } } },
+	{ "BDAT: RSET ends the message that BDAT LAST never finished", {
+		{ GREET, false }, { EHLO_CLIENT, false }, { EHLO_PIPELINING_CHUNKING, false }, MAIL_RCPT_PIPELINED,
+		{ { CLIENT, "BDAT 1\r\na", "", "BDAT 1\r\na", "" }, true },
+		{ { BACKEND, "250 1 octet\r\n", "250 1 octet\r\n", "", "" }, true },
+		{ { CLIENT, "RSET\r\n", "", "RSET\r\n", "" }, true },
+		{ { BACKEND, "250 Ok\r\n", "250 Ok\r\n", "", "" }, false } } },
+	{ "between commands a limit ends the session, backend kept to the close", {
+		{ GREET, false }, { EHLO_CLIENT, false }, { EHLO_PIPELINING_CHUNKING, false }, MAIL_RCPT_PIPELINED,
+		{ { TIME_LIMIT, "421 4.4.2 Session time limit exceeded, closing connection\r\n",
+		    "421 4.4.2 Session time limit exceeded, closing connection\r\n", "", "CLOSE_AFTER_FLUSH" }, false } } },
+};
+
+/* test_time_limits - session_message_open() and session_time_limit() */
+static void test_time_limits(bool trickle)
+{
+	static struct driver d;
+	struct session_policy policy = STARTTLS_POLICY;
+	char context[512], actions[256];
+	size_t client_len, backend_len;
+
+	for (size_t c = 0; c < sizeof limit_cases / sizeof limit_cases[0]; c++) {
+		driver_init(&d, &policy);
+		for (size_t i = 0; i < 12 && limit_cases[c].steps[i].step.kind != STEP_END; i++) {
+			const struct limit_step *ls = &limit_cases[c].steps[i];
+			apply_step(&d, &ls->step, trickle);
+			driver_take(&d, out_client, &client_len, out_backend, &backend_len, actions, sizeof actions);
+			snprintf(context, sizeof context, "%s, step %zu%s", limit_cases[c].name, i + 1,
+			         trickle ? ", trickled" : "");
+			CHECK_BYTES(out_client, client_len, ls->step.to_client, strlen(ls->step.to_client), context);
+			CHECK_BYTES(out_backend, backend_len, ls->step.to_backend, strlen(ls->step.to_backend), context);
+			CHECK_BYTES(actions, strlen(actions), ls->step.actions, strlen(ls->step.actions), context);
+			CHECK(session_message_open(&d.s) == ls->message_open, context);
+		}
+		CHECK(d.s.stats.end_reason == NULL || strcmp(d.s.stats.end_reason, "time-limit") == 0,
+		      limit_cases[c].name);
+	}
+}
+
 void run_session_tests(void)
 {
 	for (size_t i = 0; i < sizeof transcripts / sizeof transcripts[0]; i++) {
@@ -612,4 +700,6 @@ void run_session_tests(void)
 	test_auth_lines(false);
 	test_auth_lines(true);
 	test_big_message();
+	test_time_limits(false);
+	test_time_limits(true);
 }
