@@ -402,6 +402,14 @@ static bool key_idle_timeout(struct parse_ctx *ctx, struct config *cfg, struct c
 	return parse_duration(ctx, v, &l->idle_timeout);
 }
 
+static bool key_metrics(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)l;
+	cfg->metrics.line = ctx->line;
+	return parse_host_port(ctx, v, cfg->metrics.host, sizeof cfg->metrics.host, cfg->metrics.port,
+	                       sizeof cfg->metrics.port);
+}
+
 enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
 
 /* The key table: every key, where it may stand, whether it may repeat. */
@@ -432,6 +440,7 @@ static const struct key_def {
 	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false },
 	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false },
 	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false },
+	{ "metrics", SCOPE_GLOBAL, key_metrics, false },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 
