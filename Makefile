@@ -48,10 +48,12 @@ EDGE_SRCS = \
 	proxy/backend.c \
 	proxy/file_read.c \
 	proxy/conn.c \
+	proxy/exporter.c \
 	proxy/generation.c \
 	proxy/listener.c \
 	proxy/log.c \
 	proxy/main.c \
+	proxy/metrics_shm.c \
 	proxy/supervisor.c \
 	proxy/tls.c \
 	proxy/tls_creds.c \
