@@ -35,6 +35,8 @@ CORE_SRCS = \
 	proxy/core/config.c \
 	proxy/core/data_scanner.c \
 	proxy/core/ehlo_filter.c \
+	proxy/core/http_request.c \
+	proxy/core/metrics.c \
 	proxy/core/panic.c \
 	proxy/core/proxy_header.c \
 	proxy/core/session.c \
@@ -46,10 +48,12 @@ EDGE_SRCS = \
 	proxy/backend.c \
 	proxy/file_read.c \
 	proxy/conn.c \
+	proxy/exporter.c \
 	proxy/generation.c \
 	proxy/listener.c \
 	proxy/log.c \
 	proxy/main.c \
+	proxy/metrics_shm.c \
 	proxy/supervisor.c \
 	proxy/tls.c \
 	proxy/tls_creds.c \
@@ -61,6 +65,8 @@ UNIT_SRCS = \
 	tests/unit/test_config.c \
 	tests/unit/test_data_scanner.c \
 	tests/unit/test_ehlo_filter.c \
+	tests/unit/test_http_request.c \
+	tests/unit/test_metrics.c \
 	tests/unit/test_proxy_header.c \
 	tests/unit/session_driver.c \
 	tests/unit/test_session.c \

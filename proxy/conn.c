@@ -25,6 +25,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_shm.h"
 #include "proxy_header.h"
 #include "session.h"
 #include "tls.h"
@@ -155,6 +156,21 @@ static void close_backend(struct conn *c)
 	c->bin_len = 0;
 }
 
+/* count_session_end - the session's own counts go to this worker's metrics */
+static void count_session_end(const struct conn *c, const char *end)
+{
+	struct metrics_counters *m = &metrics_mine->counters;
+	const struct session_stats *st = &c->session.stats;
+	metrics_add(&metrics_mine->gauges.open[c->listener->metrics_index], (uint64_t)-1);
+	metrics_add(&m->ended[metrics_end_reason_index(end)], 1);
+	metrics_add(&m->messages, st->messages_accepted);
+	metrics_add(&m->refusals[METRICS_REFUSAL_MUST_STARTTLS], st->refused_must_starttls);
+	metrics_add(&m->refusals[METRICS_REFUSAL_AUTH_NEEDS_TLS], st->refused_auth_needs_tls);
+	metrics_add(&m->refusals[METRICS_REFUSAL_CLIENT_XCLIENT], st->refused_proxy_only);
+	metrics_add(&m->refusals[METRICS_REFUSAL_SMUGGLING], st->refused_smuggling);
+	metrics_add(&m->refusals[METRICS_REFUSAL_PLAINTEXT_AFTER_STARTTLS], st->plaintext_discarded > 0);
+}
+
 /* conn_free - log the session line and release everything, once */
 static void conn_free(struct conn *c)
 {
@@ -162,6 +178,7 @@ static void conn_free(struct conn *c)
 	const char *end = c->session.stats.end_reason ? c->session.stats.end_reason
 	                  : c->end_reason                ? c->end_reason
 	                                                 : "closed";
+	count_session_end(c, end);
 	log_info("session listener=%s client=%s tls=%s sni=%s cert=%s resumed=%s bytes_in=%llu bytes_out=%llu "
 	         "messages=%llu end=%s",
 	         c->listener->cfg->name, c->peer, c->tls_desc[0] ? c->tls_desc : "none",
@@ -305,6 +322,7 @@ static bool client_write(struct conn *c)
 		n = (size_t)r;
 	}
 	c->bytes_out += n;
+	metrics_add(&metrics_mine->counters.bytes[METRICS_TO_CLIENT], n);
 	session_sent_to_client(&c->session, n);
 	return n > 0;
 }
@@ -316,6 +334,17 @@ static void log_client_cert(struct conn *c)
 	if (c->listener->cfg->request_client_cert &&
 	    tls_client_cert(c->tls, subject, sizeof subject, sha256, sizeof sha256))
 		log_info("client %s: client certificate subject=\"%s\" sha256=%s", c->peer, subject, sha256);
+}
+
+/* count_handshake - a handshake that succeeded, by version and cipher */
+static void count_handshake(const struct conn *c)
+{
+	struct metrics_counters *m = &metrics_mine->counters;
+	size_t version, cipher;
+	metrics_tls_index(c->tls_desc, &version, &cipher);
+	metrics_add(&m->handshakes[METRICS_HANDSHAKE_OK], 1);
+	metrics_add(&m->established[version][cipher], 1);
+	metrics_add(&m->resumed, c->resumed);
 }
 
 /* handshake_step - drive the TLS handshake */
@@ -335,6 +364,7 @@ static bool handshake_step(struct conn *c)
 		tls_sni(c->tls, c->sni, sizeof c->sni);
 		c->cert_name = tls_cert_name(c->tls);
 		c->resumed = tls_resumed(c->tls);
+		count_handshake(c);
 		log_debug("client %s: TLS established: %s sni=%s", c->peer, c->tls_desc, c->sni);
 		log_client_cert(c);
 		session_tls_established(&c->session);
@@ -356,6 +386,7 @@ static bool handshake_step(struct conn *c)
 	case TLS_IO_EOF:
 	case TLS_IO_ERROR:
 		log_info("client %s: TLS handshake failed: %s", c->peer, reason ? reason : "connection closed");
+		metrics_add(&metrics_mine->counters.handshakes[METRICS_HANDSHAKE_FAILED], 1);
 		fail(c, "handshake-failed");
 		return true;
 	}
@@ -461,6 +492,8 @@ static bool backend_read(struct conn *c)
 		if (!c->backend_greeted) {
 			c->backend_greeted = true;
 			ev_timer_stop(c->srv->loop, &c->connect_timer);
+			metrics_set(&metrics_mine->gauges.backend_ok_at[c->listener->metrics_index],
+			            (uint64_t)ev_now(c->srv->loop));
 		}
 		return true;
 	}
@@ -495,6 +528,7 @@ static bool backend_write(struct conn *c)
 		return true;
 	}
 	session_sent_to_backend(&c->session, (size_t)n);
+	metrics_add(&metrics_mine->counters.bytes[METRICS_TO_BACKEND], (uint64_t)n);
 	return n > 0;
 }
 
@@ -502,6 +536,7 @@ static bool backend_write(struct conn *c)
 static void backend_failed(struct conn *c)
 {
 	ev_timer_stop(c->srv->loop, &c->connect_timer);
+	metrics_add(&metrics_mine->counters.backend_connect_failures, 1);
 	session_backend_failed(&c->session);
 }
 
@@ -645,6 +680,7 @@ static void apply_actions(struct conn *c)
 			close_backend(c);
 			break;
 		case ACT_START_TLS:
+			metrics_add(&metrics_mine->counters.starttls, 1);
 			c->start_tls = true;
 			c->cin_len = 0; /* RFC 3207 section 4.2 */
 			break;
@@ -815,6 +851,7 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	log_info("client %s: TLS handshake timed out", c->peer);
+	metrics_add(&metrics_mine->counters.handshakes[METRICS_HANDSHAKE_TIMEOUT], 1);
 	fail(c, "handshake-timeout");
 	conn_run(c);
 }
@@ -1002,6 +1039,8 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 		return;
 	}
 	memset(c, 0, STATE_SIZE);
+	metrics_add(&metrics_mine->counters.accepted[l->metrics_index], 1);
+	metrics_add(&metrics_mine->gauges.open[l->metrics_index], 1);
 	c->listener = l;
 	generation_ref(l->gen); /* a reload does not pull it from under the session */
 	c->srv = srv;

@@ -4,6 +4,7 @@
 #include "file_read.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_shm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,11 +91,17 @@ bool generation_reload(struct server *srv)
 		log_error("reload refused, the configuration in force stays: %s", err);
 		if (gen)
 			generation_unref(gen);
+		metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_FAILED], 1);
 		return false;
 	}
 	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
 		log_warning("user and workers changes take effect at the next restart");
+	if (strcmp(gen->cfg.metrics.host, old->cfg.metrics.host) != 0 ||
+	    strcmp(gen->cfg.metrics.port, old->cfg.metrics.port) != 0)
+		log_warning("metrics changes take effect at the next restart");
 	warn_key_changes(old, gen);
+	metrics_shm_bind(gen);
+	metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_OK], 1);
 	srv->current = gen;
 	listener_close_all(srv, old); /* only the sockets the new one did not take */
 	generation_unref(old);

@@ -15,13 +15,15 @@
 #include "config.h"
 #include "generation.h"
 #include "listener.h"
+#include "exporter.h"
 #include "log.h"
+#include "metrics_shm.h"
 #include "server.h"
 #include "supervisor.h"
 #include "tls.h"
+#include "version.h"
 #include "worker.h"
 
-#define STARTTLSD_VERSION "0.1.0"
 #define DEFAULT_CONFIG "/etc/starttlsd/starttlsd.conf"
 #define ERR_MAX 2048
 
@@ -187,10 +189,18 @@ int main(int argc, char **argv)
 
 	srv.log_to_stderr = true;
 	log_setup(true, (enum log_level)cfg->log_level);
-	if (!listener_bind_all(srv.current, NULL, path, err, sizeof err)) {
+	/* Metrics are served by the supervisor, from counters shared with
+	 * every worker it forks (metrics_shm.h). */
+	bool metrics = cfg->metrics.host[0] != '\0';
+	unsigned workers = worker_count(cfg);
+	bool supervised = workers > 1 || cfg->user[0] || metrics;
+	if (!listener_bind_all(srv.current, NULL, path, err, sizeof err) ||
+	    !metrics_shm_setup(supervised ? SUPERVISOR_MAX_WORKERS : 1, metrics, err, sizeof err) ||
+	    !exporter_open(&srv, err, sizeof err)) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	metrics_shm_bind(srv.current);
 	signal(SIGPIPE, SIG_IGN);
 	if (!foreground) {
 		daemonize();
@@ -203,8 +213,7 @@ int main(int argc, char **argv)
 		write_pid_file(pid_file);
 	log_info("starttlsd %s started", STARTTLSD_VERSION);
 
-	unsigned workers = worker_count(cfg);
-	int status = workers > 1 || cfg->user[0] ? supervisor_run(&srv, workers) : worker_run(&srv, -1);
+	int status = supervised ? supervisor_run(&srv, workers) : worker_run(&srv, -1);
 
 	log_info("stopped");
 	if (pid_file[0])

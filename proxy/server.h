@@ -29,6 +29,7 @@ struct listener {
 	size_t n_sockets;
 	struct server *server;
 	struct generation *gen;
+	size_t metrics_index; /* its counters' row (metrics_shm.h) */
 };
 
 /* One loaded configuration (generation.h). */

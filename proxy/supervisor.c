@@ -12,14 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exporter.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_shm.h"
 #include "worker.h"
 
 /* Workers alive at once, current and retiring: reloads that come faster
  * than old sessions end are refused beyond this. */
-#define MAX_CHILDREN 2048
+#define MAX_CHILDREN SUPERVISOR_MAX_WORKERS
 /* A worker that dies sooner than this after its start is replaced only
  * after this long, so a worker that cannot start does not spin. */
 #define RESPAWN_DELAY_SECONDS 1
@@ -51,8 +53,10 @@ static int retired_pipe[2] = { -1, -1 };
 /* A reload is complete when no retiring worker accepts any more. */
 static bool reload_pending;
 
-static pid_t spawn(struct server *srv)
+/* spawn - a worker that counts into metrics slot SLOT */
+static pid_t spawn(struct server *srv, size_t slot)
 {
+	metrics_shm_claim(slot);
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("fork: %s", strerror(errno));
@@ -62,6 +66,8 @@ static pid_t spawn(struct server *srv)
 		signal(SIGCHLD, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
 		close(retired_pipe[0]);
+		exporter_close();
+		metrics_shm_use_slot(slot);
 		exit(worker_run(srv, retired_pipe[1]));
 	}
 	return pid;
@@ -77,7 +83,7 @@ static unsigned free_slots(void)
 
 static void spawn_into(struct server *srv, struct child *c)
 {
-	c->pid = spawn(srv);
+	c->pid = spawn(srv, (size_t)(c - children));
 	c->started = time(NULL);
 	c->retiring = false;
 	c->accepting = true;
@@ -109,6 +115,7 @@ static void reap(struct server *srv, bool stopping)
 			continue;
 		struct child *c = &children[i];
 		c->pid = 0;
+		metrics_shm_fold(i);
 		if (stopping || c->retiring)
 			continue;
 		if (WIFSIGNALED(status))
@@ -126,6 +133,15 @@ static unsigned live_children(void)
 	return MAX_CHILDREN - free_slots();
 }
 
+/* current_workers - workers alive that are not retiring */
+static unsigned current_workers(void)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		n += children[i].pid > 0 && !children[i].retiring;
+	return n;
+}
+
 /* signal_children - SIG to every child, or to the current ones only */
 static void signal_children(int sig, bool current_only)
 {
@@ -139,6 +155,7 @@ static void reload(struct server *srv, unsigned n_workers)
 {
 	if (free_slots() < n_workers) {
 		log_error("reload refused: %u older workers still finish their sessions", live_children());
+		metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_FAILED], 1);
 		return;
 	}
 	if (!generation_reload(srv))
@@ -199,13 +216,15 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 	         srv->current->cfg.user[0] ? " as user " : "", srv->current->cfg.user);
 	bool stopping = false;
 	for (;;) {
-		struct pollfd retired = { retired_pipe[0], POLLIN, 0 };
-		while (!got_hup && !got_stop && !got_child && retired.revents == 0)
-			ppoll(&retired, 1, NULL, &waiting);
-		if (retired.revents) {
-			retired.revents = 0;
+		struct pollfd fds[1 + EXPORTER_MAX_FDS];
+		int timeout_ms;
+		fds[0] = (struct pollfd){ retired_pipe[0], POLLIN, 0 };
+		size_t n = 1 + exporter_pollfds(fds + 1, &timeout_ms);
+		struct timespec timeout = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000L };
+		if (!got_hup && !got_stop && !got_child)
+			ppoll(fds, n, timeout_ms < 0 ? NULL : &timeout, &waiting);
+		if (fds[0].revents)
 			read_retired();
-		}
 		if (got_child) {
 			got_child = 0;
 			reap(srv, stopping);
@@ -226,9 +245,12 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 				reload(srv, n_workers);
 		}
 		check_reload_done(srv);
+		struct exporter_status status = { current_workers(), stopping };
+		exporter_step(srv, fds + 1, n - 1, &status);
 		if (stopping && live_children() == 0)
 			break;
 	}
+	exporter_close();
 	generation_unref(srv->current);
 	return worker_failed ? 1 : 0;
 }

@@ -17,6 +17,9 @@
 
 #include "server.h"
 
+/* Workers alive at once, current and retiring; also the metrics slots. */
+#define SUPERVISOR_MAX_WORKERS 2048
+
 /* supervisor_run - fork N_WORKERS workers and look after them until
  * stopped; the exit status */
 int supervisor_run(struct server *srv, unsigned n_workers);

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -42,6 +43,12 @@ typedef void tls_tlsa_fn(void *ctx, const char *name, const char *spki_sha256_he
 
 /* tls_creds_tlsa - call FN for every DNS name of every certificate */
 void tls_creds_tlsa(const struct tls_creds *creds, tls_tlsa_fn *fn, void *ctx);
+
+/* tls_creds_cert_dates - when the certificate of cert line INDEX expires,
+ * and the thisUpdate of its stapled OCSP response (-1 when none staples);
+ * seconds since the epoch */
+void tls_creds_cert_dates(const struct tls_creds *creds, size_t index, int64_t *expires_r,
+                          int64_t *ocsp_this_update_r);
 
 /* tls_conn_new - a server session on FD, or NULL */
 struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd);

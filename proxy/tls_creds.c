@@ -158,7 +158,7 @@ static void check_expiry(gnutls_x509_crt_t crt, const struct config_cert *cc, co
 /* ocsp_problem - why RESP must not be stapled for LEAF (issued by ISSUER,
  * or NULL when the chain stops at the leaf), or NULL when it is good */
 static const char *ocsp_problem(const struct file_blob *resp_file, gnutls_x509_crt_t leaf,
-                                gnutls_x509_crt_t issuer)
+                                gnutls_x509_crt_t issuer, time_t *this_update_r)
 {
 	static char why[128];
 	gnutls_ocsp_resp_t resp;
@@ -190,6 +190,7 @@ static const char *ocsp_problem(const struct file_blob *resp_file, gnutls_x509_c
 		problem = why;
 	}
 	gnutls_ocsp_resp_deinit(resp);
+	*this_update_r = this_update;
 	return problem;
 }
 
@@ -221,13 +222,18 @@ static bool read_cert(const struct config_cert *cc, struct cert_files *f, struct
 		         cc->line, cc->chain);
 	if (ok)
 		check_expiry(chain[0], cc, ctx);
+	c->expires = gnutls_x509_crt_get_expiration_time(chain[0]);
+	c->ocsp_this_update = -1;
 	if (ok && cc->ocsp[0]) {
 		const char *problem = why;
+		time_t this_update = -1;
 		if (file_read(cc->ocsp, &f->ocsp, why, sizeof why))
-			problem = ocsp_problem(&f->ocsp, chain[0], n > 1 ? chain[1] : NULL);
+			problem = ocsp_problem(&f->ocsp, chain[0], n > 1 ? chain[1] : NULL, &this_update);
 		if (problem)
 			warn_line(ctx, cc->ocsp_line, "OCSP response %s not stapled: %s", cc->ocsp, problem);
 		f->staple = !problem;
+		if (f->staple)
+			c->ocsp_this_update = this_update;
 	}
 	for (unsigned i = 0; i < n; i++)
 		gnutls_x509_crt_deinit(chain[i]);
@@ -422,4 +428,11 @@ void tls_creds_tlsa(const struct tls_creds *creds, tls_tlsa_fn *fn, void *ctx)
 	for (size_t i = 0; i < creds->n_certs; i++)
 		for (size_t j = 0; j < creds->certs[i].n_names; j++)
 			fn(ctx, creds->certs[i].names[j], creds->certs[i].spki_sha256_hex);
+}
+
+void tls_creds_cert_dates(const struct tls_creds *creds, size_t index, int64_t *expires_r,
+                          int64_t *ocsp_this_update_r)
+{
+	*expires_r = creds->certs[index].expires;
+	*ocsp_this_update_r = creds->certs[index].ocsp_this_update;
 }

@@ -10,6 +10,7 @@
 #define STARTTLSD_TLS_CREDS_INT_H
 
 #include <gnutls/gnutls.h>
+#include <time.h>
 
 #include "tls.h"
 
@@ -19,6 +20,8 @@ struct tls_cert {
 	gnutls_datum_t leaf_der; /* tells which certificate a session got */
 	char spki_sha256_hex[65];
 	size_t group;
+	time_t expires;          /* for the metrics */
+	time_t ocsp_this_update; /* of the stapled response; -1 when none staples */
 };
 
 struct tls_cert_group {

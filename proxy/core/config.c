@@ -449,6 +449,14 @@ static bool key_min_data_rate_grace(struct parse_ctx *ctx, struct config *cfg, s
 	return parse_limit_duration(ctx, v, &l->min_data_rate_grace);
 }
 
+static bool key_metrics(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)l;
+	cfg->metrics.line = ctx->line;
+	return parse_host_port(ctx, v, cfg->metrics.host, sizeof cfg->metrics.host, cfg->metrics.port,
+	                       sizeof cfg->metrics.port);
+}
+
 enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
 
 /* The key table: every key, where it may stand, whether it may repeat. */
@@ -482,8 +490,10 @@ static const struct key_def {
 	{ "session_timeout", SCOPE_LISTENER, key_session_timeout, false },
 	{ "min_data_rate", SCOPE_LISTENER, key_min_data_rate, false },
 	{ "min_data_rate_grace", SCOPE_LISTENER, key_min_data_rate_grace, false },
+	{ "metrics", SCOPE_GLOBAL, key_metrics, false },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
+_Static_assert(N_KEYS <= 64, "a key seen once is one bit of a uint64_t");
 
 /* ---- the file ---- */
 
@@ -560,7 +570,7 @@ static bool parse_section(struct parse_ctx *ctx, struct config *cfg, char *s)
 }
 
 /* parse_key_line - "key = value" */
-static bool parse_key_line(struct parse_ctx *ctx, struct config *cfg, char *s, unsigned *seen)
+static bool parse_key_line(struct parse_ctx *ctx, struct config *cfg, char *s, uint64_t *seen)
 {
 	char *eq = strchr(s, '=');
 	if (!eq)
@@ -584,9 +594,9 @@ static bool parse_key_line(struct parse_ctx *ctx, struct config *cfg, char *s, u
 		return fail(ctx, ctx->line, "%s is a global key: put it before the first [section]", key);
 	if (def->scope == SCOPE_LISTENER && !l)
 		return fail(ctx, ctx->line, "%s belongs in a [listener] section", key);
-	if (!def->repeatable && (*seen & (1u << idx)))
+	if (!def->repeatable && (*seen & ((uint64_t)1 << idx)))
 		return fail(ctx, ctx->line, "%s given twice", key);
-	*seen |= 1u << idx;
+	*seen |= (uint64_t)1 << idx;
 	return def->parse(ctx, cfg, l, value);
 }
 
@@ -595,7 +605,7 @@ bool config_parse(const char *text, size_t len, const char *filename, struct con
 {
 	struct parse_ctx ctx = { filename, 0, err, errlen };
 	char line[LINE_MAX_BYTES + 1];
-	unsigned global_seen = 0, section_seen = 0;
+	uint64_t global_seen = 0, section_seen = 0;
 
 	memset(cfg_r, 0, sizeof *cfg_r);
 	cfg_r->log_level = CONFIG_LOG_INFO;

@@ -97,6 +97,7 @@ struct config {
 	enum config_log_level log_level;
 	char pid_file[CONFIG_PATH_MAX];
 	unsigned drain_timeout; /* seconds */
+	struct config_listen metrics; /* metrics = ADDR:PORT; host "" when off */
 	struct config_listener listeners[CONFIG_MAX_LISTENERS];
 	size_t n_listeners;
 };

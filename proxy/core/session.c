@@ -388,10 +388,12 @@ static void handle_command(struct session *s, const struct smtp_command *parsed,
 		return;
 	}
 	if (!s->tls_active && s->policy.require_tls && !(cmd.flags & CMD_BEFORE_TLS)) {
+		s->stats.refused_must_starttls++;
 		refuse_command(s, &cmd, REPLY_MUST_STARTTLS);
 		return;
 	}
 	if (cmd.flags & CMD_PROXY_ONLY) {
+		s->stats.refused_proxy_only++;
 		reply_local(s, REPLY_PROXY_ONLY);
 		return;
 	}
@@ -405,6 +407,7 @@ static void handle_command(struct session *s, const struct smtp_command *parsed,
 		return;
 	case VERB_AUTH:
 		if (!s->tls_active && !s->policy.auth_before_tls) {
+			s->stats.refused_auth_needs_tls++;
 			reply_local(s, REPLY_AUTH_NEEDS_TLS);
 			return;
 		}
@@ -557,6 +560,7 @@ static bool step_data(struct session *s, const uint8_t *p, size_t n, size_t *use
 		 * never delivered. Read on to the client's real end. */
 		buf_append(&s->out_backend, p, settled);
 		s->notice = "SMTP smuggling attempt: dot line next to a bare CR or LF; message refused";
+		s->stats.refused_smuggling++;
 		s->backend_gone = true;
 		set_action(s, ACT_DROP_BACKEND);
 		s->scanner.strict = false;
@@ -620,6 +624,8 @@ static bool client_step(struct session *s, const uint8_t *p, size_t n, size_t *u
 	case CLIENT_DONE:
 		/* RFC 3207 section 4.2: nothing sent after STARTTLS in
 		 * plaintext is ever acted on. After QUIT nothing is. */
+		if (s->phase == CLIENT_AFTER_STARTTLS)
+			s->stats.plaintext_discarded += n;
 		*used_r = n;
 		return n > 0;
 	}

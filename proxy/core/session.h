@@ -108,6 +108,12 @@ enum client_phase {
 
 struct session_stats {
 	uint64_t messages_accepted;
+	/* Refusals, for the metrics (README "Monitoring") */
+	uint32_t refused_must_starttls;   /* 530 before TLS (require_tls) */
+	uint32_t refused_auth_needs_tls;  /* 538 */
+	uint32_t refused_proxy_only;      /* 550: the client's own XCLIENT or XFORWARD */
+	uint32_t refused_smuggling;       /* a message refused for a smuggled dot line */
+	uint64_t plaintext_discarded;     /* bytes after STARTTLS, never acted on */
 	const char *end_reason; /* static text, NULL while the session runs */
 };
 

@@ -54,6 +54,8 @@ int main(void)
 	run_config_tests();
 	run_data_scanner_tests();
 	run_ehlo_filter_tests();
+	run_http_request_tests();
+	run_metrics_tests();
 	run_proxy_header_tests();
 	run_session_tests();
 	run_smtp_command_tests();

@@ -24,6 +24,8 @@ void run_buf_tests(void);
 void run_config_tests(void);
 void run_data_scanner_tests(void);
 void run_ehlo_filter_tests(void);
+void run_http_request_tests(void);
+void run_metrics_tests(void);
 void run_proxy_header_tests(void);
 void run_session_tests(void);
 void run_smtp_command_tests(void);
