@@ -25,6 +25,7 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 		return NULL;
 	}
 	gen->refs = 1;
+	gen->serial = 1;
 	bool ok = config_parse(text.data, text.len, path, &gen->cfg, err, errlen);
 	file_blob_wipe(&text);
 	if (!ok) {
@@ -95,6 +96,7 @@ bool generation_reload(struct server *srv)
 	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
 		log_warning("user and workers changes take effect at the next restart");
 	warn_key_changes(old, gen);
+	gen->serial = old->serial + 1;
 	srv->current = gen;
 	listener_close_all(srv, old); /* only the sockets the new one did not take */
 	generation_unref(old);

@@ -37,6 +37,7 @@ struct generation {
 	struct config cfg;
 	struct listener listeners[CONFIG_MAX_LISTENERS];
 	size_t n_listeners;
+	unsigned serial; /* 1 at start-up, one more per reload */
 };
 
 struct server {

@@ -1,0 +1,22 @@
+/* systemd.h - the service manager: readiness notification; systemd.c is
+ * the only file that uses libsystemd
+ *
+ * Without NOTIFY_SOCKET every notification does nothing, so the daemon
+ * runs the same outside systemd. Only the process systemd started (the
+ * main PID) notifies: a worker under the supervisor never does
+ * (supervisor.h).
+ */
+#ifndef STARTTLSD_SYSTEMD_H
+#define STARTTLSD_SYSTEMD_H
+
+/* systemd_notify_ready - READY=1 with a STATUS= line made from FMT */
+void systemd_notify_ready(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* systemd_notify_reloading - RELOADING=1 with the CLOCK_MONOTONIC time the
+ * reload started, which systemd needs to tell this reload from older ones */
+void systemd_notify_reloading(void);
+
+/* systemd_notify_stopping - STOPPING=1 */
+void systemd_notify_stopping(void);
+
+#endif

@@ -1,0 +1,157 @@
+"""Running under systemd without systemd: readiness notification to a
+NOTIFY_SOCKET of the test's own (README "Running it under systemd")."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (TIMEOUT, assert_delivered, ehlo_starttls, send_message, starttlsd_binary, stop_process,
+                      wait_until, write_conf)
+
+BODY = b"Subject: through systemd\r\n\r\nhello\r\n"
+
+
+class Daemon:
+    """The proxy (or systemd-socket-activate execing it) with its output in a
+    file, so that what it logged before a notification is there to read when
+    the notification arrives."""
+
+    def __init__(self, args, out_path, env=None):
+        self.out_path = Path(out_path)
+        with open(self.out_path, "wb") as out:
+            self.proc = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
+
+    def text(self):
+        return self.out_path.read_text(errors="replace")
+
+    def wait_log(self, pattern, count=1):
+        found = wait_until(lambda: len(re.findall(pattern, self.text(), re.M)) >= count)
+        assert found, "no %d lines matching %r:\n%s" % (count, pattern, self.text())
+
+    def exit_status(self):
+        try:
+            return self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+@pytest.fixture
+def daemons(request):
+    started = []
+
+    def start(*args, **kw):
+        d = Daemon(*args, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    problems = []
+    for d in started:
+        rc = stop_process(d.proc)
+        failed = getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed
+        if failed or rc not in (0, 1):
+            print("--- %s ---\n%s" % (d.out_path, d.text()))
+        if rc is None:
+            problems.append("%s did not exit within 20 s of SIGTERM" % d.out_path.name)
+        elif re.search(r"Sanitizer|runtime error:", d.text()):
+            problems.append("sanitizer report in %s" % d.out_path.name)
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
+# --- readiness -----------------------------------------------------------------
+
+class NotifySocket:
+    """An AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(TIMEOUT)
+
+    def next(self):
+        """The next notification as {key: value}; fails after TIMEOUT seconds."""
+        try:
+            data = self.sock.recv(4096).decode()
+        except socket.timeout:
+            pytest.fail("no notification within %s s" % TIMEOUT)
+        return dict(line.split("=", 1) for line in data.splitlines() if line)
+
+    def nothing_more(self):
+        self.sock.settimeout(0.5)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return True
+        pytest.fail("unexpected notification %r" % data)
+
+    def close(self):
+        self.sock.close()
+
+
+def monotonic_usec():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_notify_ready_reloading_stopping(tmp_path, cert, sink, daemons, workers):
+    notify = NotifySocket(tmp_path / "notify")
+    live_pem, live_key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(cert[0], live_pem)
+    shutil.copy(cert[1], live_key)
+    conf = write_conf(tmp_path / "starttlsd.conf",
+                      {"smtp": {"backend": sink.addr, "cert": "%s %s" % (live_pem, live_key)}}, cert,
+                      ("log_level = debug", "workers = %d" % workers))
+    proxy = daemons([starttlsd_binary(), "-f", "-c", conf], tmp_path / "proxy.out",
+                    env={"NOTIFY_SOCKET": notify.path})
+
+    ready = notify.next()
+    assert ready.get("READY") == "1", ready
+    assert ready.get("STATUS", "").startswith("generation 1, "), ready
+    # Only once the workers accept: what they logged before saying so is
+    # already in the file when READY=1 arrives.
+    if workers == 1:
+        assert re.search(r"listener smtp: listening on 127\.0\.0\.1:\d+", proxy.text()), proxy.text()
+    else:
+        assert len(re.findall(r"worker \d+: accepting as uid", proxy.text())) == 2, proxy.text()
+    port = int(re.search(r"listener smtp: listening on 127\.0\.0\.1:(\d+)", proxy.text()).group(1))
+
+    # A reload that works: RELOADING=1 stamped with the time it began, then READY=1.
+    before = monotonic_usec()
+    proxy.proc.send_signal(signal.SIGHUP)
+    reloading = notify.next()
+    assert reloading.get("RELOADING") == "1", reloading
+    assert before <= int(reloading["MONOTONIC_USEC"]) <= monotonic_usec(), reloading
+    ready = notify.next()
+    assert ready.get("READY") == "1", ready
+    assert ready.get("STATUS", "").startswith("generation 2, "), ready
+    proxy.wait_log(r"info: reloaded ")
+    with ehlo_starttls(port) as c:
+        assert send_message(c, BODY).code == 250
+    assert_delivered(sink, 1, BODY)
+
+    # A refused reload (the certificate no longer loads) is still READY=1, on the old generation.
+    live_pem.write_text("not a certificate\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    reloading = notify.next()
+    assert reloading.get("RELOADING") == "1" and "MONOTONIC_USEC" in reloading, reloading
+    ready = notify.next()
+    assert ready.get("READY") == "1", ready
+    assert ready.get("STATUS", "").startswith("generation 2, "), ready
+    proxy.wait_log(r"error: reload refused")
+
+    proxy.proc.send_signal(signal.SIGTERM)
+    stopping = notify.next()
+    assert stopping.get("STOPPING") == "1", stopping
+    assert proxy.exit_status() == 0, proxy.text()
+    notify.nothing_more()  # in particular no READY=1 after STOPPING=1, and none from a worker
+    notify.close()
