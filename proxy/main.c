@@ -18,6 +18,7 @@
 #include "log.h"
 #include "server.h"
 #include "supervisor.h"
+#include "systemd.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -111,6 +112,19 @@ static void print_tlsa_records(const struct generation *gen)
 	}
 }
 
+/* take_sockets - the sockets systemd passed (socket activation), which
+ * replace the listen lines, or new ones for the listen lines */
+static bool take_sockets(struct generation *gen, const char *path, char *err, size_t errlen)
+{
+	struct inherited_socket inherited[CONFIG_MAX_LISTENERS * CONFIG_MAX_LISTEN * 2];
+	size_t n;
+	if (!systemd_inherited_sockets(inherited, sizeof inherited / sizeof inherited[0], &n, err, errlen))
+		return false;
+	if (n > 0)
+		return listener_take_inherited(gen, inherited, n, path, err, errlen);
+	return listener_bind_all(gen, NULL, path, err, errlen);
+}
+
 /* worker_count - workers = auto is one per CPU */
 static unsigned worker_count(const struct config *cfg)
 {
@@ -187,7 +201,7 @@ int main(int argc, char **argv)
 
 	srv.log_to_stderr = true;
 	log_setup(true, (enum log_level)cfg->log_level);
-	if (!listener_bind_all(srv.current, NULL, path, err, sizeof err)) {
+	if (!take_sockets(srv.current, path, err, sizeof err)) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}

@@ -1,5 +1,6 @@
 """Running under systemd without systemd: readiness notification to a
-NOTIFY_SOCKET of the test's own (README "Running it under systemd")."""
+NOTIFY_SOCKET of the test's own and socket activation through
+systemd-socket-activate (README "Running it under systemd")."""
 
 import os
 import re
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (TIMEOUT, assert_delivered, ehlo_starttls, send_message, starttlsd_binary, stop_process,
-                      wait_until, write_conf)
+from conftest import (TIMEOUT, assert_delivered, ehlo_starttls, free_port, implicit, send_message,
+                      starttlsd_binary, stop_process, wait_until, write_conf)
 
 BODY = b"Subject: through systemd\r\n\r\nhello\r\n"
 
@@ -155,3 +156,100 @@ def test_notify_ready_reloading_stopping(tmp_path, cert, sink, daemons, workers)
     assert proxy.exit_status() == 0, proxy.text()
     notify.nothing_more()  # in particular no READY=1 after STOPPING=1, and none from a worker
     notify.close()
+
+
+# --- socket activation -------------------------------------------------------------
+
+def socket_activate(daemons, tmp_path, conf, ports):
+    """systemd-socket-activate listening on PORTS ({fdname: port}), running
+    the proxy on the first connection."""
+    args = ["systemd-socket-activate"]
+    for port in ports.values():
+        args += ["-l", "127.0.0.1:%d" % port]
+    args += ["--fdname=" + ":".join(ports), starttlsd_binary(), "-f", "-c", conf]
+    d = daemons(args, tmp_path / "activate.out")
+    d.wait_log(r"^Listening on 127\.0\.0\.1:\d+ as \d+\.$", count=len(ports))
+    return d
+
+
+def inherited_inodes(pid):
+    """What the process holds as descriptors 3 and 4, where systemd puts its sockets."""
+    return [os.readlink("/proc/%d/fd/%d" % (pid, fd)) for fd in (3, 4)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_socket_activation_serves_and_reloads_on_inherited_sockets(tmp_path, cert, sink, daemons, workers):
+    # The listen lines name the very ports systemd holds: binding them
+    # instead of taking the inherited sockets would fail (address in use).
+    smtp_port, smtps_port = free_port(), free_port()
+    conf = write_conf(tmp_path / "starttlsd.conf",
+                      {"smtp": {"backend": sink.addr, "listen": "127.0.0.1:%d" % smtp_port},
+                       "smtps": {"backend": sink.addr, "tls": "implicit", "listen": "127.0.0.1:%d" % smtps_port}},
+                      cert, ("log_level = debug", "workers = %d" % workers))
+    d = socket_activate(daemons, tmp_path, conf, {"smtp": smtp_port, "smtps": smtps_port})
+
+    # The first connection starts the proxy, which takes it from the inherited socket.
+    with ehlo_starttls(smtp_port) as c:
+        assert send_message(c, BODY).code == 250
+    assert_delivered(sink, 1, BODY)
+    d.wait_log(r"listener smtp: listening on 127\.0\.0\.1:%d \(socket 3 from systemd\)" % smtp_port)
+    d.wait_log(r"listener smtps: listening on 127\.0\.0\.1:%d \(socket 4 from systemd\)" % smtps_port)
+    assert "cannot listen" not in d.text()
+    with implicit(smtps_port) as c:
+        assert send_message(c, BODY).code == 250
+    assert_delivered(sink, 2, BODY)
+    inherited = inherited_inodes(d.proc.pid)
+    assert all(i.startswith("socket:") for i in inherited), inherited
+
+    # A reload keeps the inherited sockets: nothing closed, nothing bound.
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(r"info: reloaded ")
+    assert "reload refused" not in d.text(), d.text()
+    with ehlo_starttls(smtp_port) as c:
+        assert send_message(c, BODY).code == 250
+    assert_delivered(sink, 3, BODY)
+    with implicit(smtps_port) as c:
+        assert send_message(c, BODY).code == 250
+    assert_delivered(sink, 4, BODY)
+    assert inherited_inodes(d.proc.pid) == inherited, "the inherited sockets were closed or replaced"
+
+    # A reload that drops a listener would orphan its socket: refused, and both still serve.
+    conf.write_text(conf.read_text().replace("[smtps]", "[submissions]"))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log(r"error: reload refused.*socket activation: (listener submissions has no socket named "
+               r"submissions|socket smtps matches no listener)")
+    with implicit(smtps_port) as c:
+        assert c.cmd("QUIT").code == 221
+    with ehlo_starttls(smtp_port) as c:
+        assert c.cmd("QUIT").code == 221
+
+    assert stop_process(d.proc) == 0, d.text()
+
+
+def test_inherited_socket_that_matches_no_listener(tmp_path, cert, sink, daemons):
+    conf = write_conf(tmp_path / "starttlsd.conf", {"smtp": {"backend": sink.addr}}, cert)
+    port = free_port()
+    d = socket_activate(daemons, tmp_path, conf, {"smtp": port, "stray": free_port()})
+    socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    assert d.exit_status() == 1, d.text()
+    assert re.search(r"starttlsd\.conf:0: socket activation: socket stray \(fd 4\) matches no listener; "
+                     r"its FileDescriptorName= must be one of the listeners: smtp$", d.text(), re.M), d.text()
+
+
+def test_listener_without_inherited_socket(tmp_path, cert, sink, daemons):
+    conf = write_conf(tmp_path / "starttlsd.conf",
+                      {"smtp": {"backend": sink.addr}, "smtps": {"backend": sink.addr, "tls": "implicit"}}, cert)
+    port = free_port()
+    d = socket_activate(daemons, tmp_path, conf, {"smtp": port})
+    socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    assert d.exit_status() == 1, d.text()
+    assert re.search(r"starttlsd\.conf:\d+: socket activation: listener smtps has no socket named smtps; "
+                     r"systemd passed: smtp$", d.text(), re.M), d.text()
+
+
+def test_check_ignores_inherited_sockets(tmp_path, cert, sink):
+    """-t checks the configuration whether or not systemd passed sockets."""
+    conf = write_conf(tmp_path / "starttlsd.conf", {"smtp": {"backend": sink.addr}}, cert)
+    out = subprocess.run([starttlsd_binary(), "-t", "-c", str(conf)], capture_output=True, text=True,
+                         timeout=TIMEOUT, env={k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")})
+    assert out.returncode == 0, out.stderr
