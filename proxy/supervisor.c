@@ -133,8 +133,9 @@ static unsigned live_children(void)
 static void signal_children(int sig, bool current_only)
 {
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
-		if (children[i].pid > 0 && !(current_only && children[i].retiring))
-			kill(children[i].pid, sig);
+		if (children[i].pid > 0 && !(current_only && children[i].retiring) && kill(children[i].pid, sig) < 0)
+			/* EPERM: root without CAP_KILL cannot signal workers that became `user` */
+			log_error("cannot signal worker %ld: %s", (long)children[i].pid, strerror(errno));
 }
 
 static void notify_ready(const struct server *srv, unsigned n_workers)
