@@ -1,6 +1,7 @@
 """Running under systemd without systemd: readiness notification to a
-NOTIFY_SOCKET of the test's own and socket activation through
-systemd-socket-activate (README "Running it under systemd")."""
+NOTIFY_SOCKET of the test's own, socket activation through
+systemd-socket-activate, and the unit files checked by systemd-analyze and
+setpriv (README "Running it under systemd")."""
 
 import os
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (TIMEOUT, assert_delivered, ehlo_starttls, free_port, implicit, send_message,
+from conftest import (REPO, TIMEOUT, assert_delivered, ehlo_starttls, free_port, implicit, send_message,
                       starttlsd_binary, stop_process, wait_until, write_conf)
 
 BODY = b"Subject: through systemd\r\n\r\nhello\r\n"
@@ -56,7 +57,14 @@ def daemons(request):
     yield start
     problems = []
     for d in started:
+        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(d.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
         rc = stop_process(d.proc)
+        for pid in map(int, workers):  # none left behind by a supervisor that could not stop them
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         failed = getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed
         if failed or rc not in (0, 1):
             print("--- %s ---\n%s" % (d.out_path, d.text()))
@@ -253,3 +261,74 @@ def test_check_ignores_inherited_sockets(tmp_path, cert, sink):
     out = subprocess.run([starttlsd_binary(), "-t", "-c", str(conf)], capture_output=True, text=True,
                          timeout=TIMEOUT, env={k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")})
     assert out.returncode == 0, out.stderr
+
+
+# --- the unit files ---------------------------------------------------------------------
+
+UNITS = REPO / "packaging" / "systemd"
+
+
+def unit_setting(name, key):
+    """Every value KEY= takes in unit NAME, in order."""
+    return [line.split("=", 1)[1] for line in (UNITS / name).read_text().splitlines() if line.startswith(key + "=")]
+
+
+def test_units_verify(tmp_path):
+    """systemd-analyze verify on copies of the units whose Exec lines run the built binary
+    (verify insists that the command exists)."""
+    d = tmp_path / "units"
+    d.mkdir()
+    for unit in UNITS.iterdir():
+        (d / unit.name).write_text(unit.read_text().replace("/usr/sbin/starttlsd", starttlsd_binary()))
+    units = sorted(str(p) for p in d.iterdir())
+    assert {Path(u).suffix for u in units} == {".service", ".socket"}, units
+    out = subprocess.run(["systemd-analyze", "verify", "--man=no"] + units, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stdout + out.stderr
+
+
+def test_socket_units_name_the_example_listeners():
+    """Each socket unit feeds starttlsd.service a listener of conf/starttlsd.conf."""
+    sections = set(re.findall(r"^\[(\S+)\]", (REPO / "conf" / "starttlsd.conf").read_text(), re.M))
+    names = set()
+    for unit in UNITS.glob("*.socket"):
+        assert unit_setting(unit.name, "Service") == ["starttlsd.service"], unit
+        names.update(unit_setting(unit.name, "FileDescriptorName"))
+    assert names == sections
+
+
+def test_security_exposure_within_readme_figure():
+    readme = (REPO / "README.md").read_text()
+    m = re.search(r"Overall exposure level: (\d+\.\d+)", readme)
+    assert m, "README states no exposure level"
+    out = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                          str(UNITS / "starttlsd.service")], capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for starttlsd\.service: (\d+\.\d+)", out.stdout)
+    assert found, out.stdout + out.stderr
+    assert float(found.group(1)) <= float(m.group(1)), out.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to a user needs root")
+def test_unit_privileges_still_let_workers_drop_to_user(tmp_path, cert, sink, daemons):
+    """The unit's NoNewPrivileges= and CapabilityBoundingSet=, applied with setpriv:
+    the supervisor still becomes `user` in its workers, they serve, and the
+    supervisor can still retire and stop them."""
+    caps = unit_setting("starttlsd.service", "CapabilityBoundingSet")[0].split()
+    assert unit_setting("starttlsd.service", "NoNewPrivileges") == ["yes"]
+    bounding = "-all," + ",".join("+" + c[len("CAP_"):].lower() for c in caps)
+    conf = write_conf(tmp_path / "starttlsd.conf", {"smtp": {"backend": sink.addr}}, cert,
+                      ("log_level = debug", "user = nobody", "workers = 2"))
+    proxy = daemons(["setpriv", "--no-new-privs", "--bounding-set", bounding, "--inh-caps", "-all",
+                     starttlsd_binary(), "-f", "-c", conf], tmp_path / "proxy.out")
+    nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True).stdout)
+    proxy.wait_log(r"worker \d+: accepting as uid %d$" % nobody, count=2)
+    port = int(re.search(r"listener smtp: listening on 127\.0\.0\.1:(\d+)", proxy.text()).group(1))
+    with ehlo_starttls(port) as c:
+        assert send_message(c, BODY).code == 250
+    assert_delivered(sink, 1, BODY)
+    # A reload retires the old workers with SIGQUIT, a stop ends them with
+    # SIGTERM: signals from root to `user`, which take CAP_KILL.
+    proxy.proc.send_signal(signal.SIGHUP)
+    proxy.wait_log(r"info: reloaded ")
+    assert stop_process(proxy.proc) == 0, proxy.text()
+    assert "cannot signal worker" not in proxy.text()
