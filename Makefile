@@ -27,6 +27,8 @@ GNUTLS_CFLAGS := $(shell pkg-config --cflags gnutls 2>/dev/null)
 GNUTLS_LIBS := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
 # Debian's libev-dev ships no pkg-config file.
 EV_LIBS = -lev
+SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
+SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 
 # The pure core: no sockets, no GnuTLS, no libev (STYLE.md). Unit tests and
 # fuzzers link against it alone, so a forbidden call is a link error.
@@ -55,6 +57,7 @@ EDGE_SRCS = \
 	proxy/main.c \
 	proxy/metrics_shm.c \
 	proxy/supervisor.c \
+	proxy/systemd.c \
 	proxy/tls.c \
 	proxy/tls_creds.c \
 	proxy/worker.c
@@ -101,14 +104,14 @@ $(CORE_OBJS) $(UNIT_OBJS): $(BUILD)/%.o: %.c
 
 $(EDGE_OBJS): $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) $(SYSTEMD_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
 
 $(BUILD)/libcore.a: $(CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
 $(PROXY_BIN): $(EDGE_OBJS) $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(EDGE_OBJS) $(BUILD)/libcore.a $(GNUTLS_LIBS) $(EV_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(EDGE_OBJS) $(BUILD)/libcore.a $(GNUTLS_LIBS) $(EV_LIBS) $(SYSTEMD_LIBS)
 
 # Unit tests link the core alone: no -lgnutls, no -lev.
 $(BUILD)/run_unit: $(UNIT_OBJS) $(BUILD)/libcore.a

@@ -26,6 +26,7 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 		return NULL;
 	}
 	gen->refs = 1;
+	gen->serial = 1;
 	bool ok = config_parse(text.data, text.len, path, &gen->cfg, err, errlen);
 	file_blob_wipe(&text);
 	if (!ok) {
@@ -102,6 +103,7 @@ bool generation_reload(struct server *srv)
 	warn_key_changes(old, gen);
 	metrics_shm_bind(gen);
 	metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_OK], 1);
+	gen->serial = old->serial + 1;
 	srv->current = gen;
 	listener_close_all(srv, old); /* only the sockets the new one did not take */
 	generation_unref(old);

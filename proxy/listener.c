@@ -140,9 +140,124 @@ static void adopt_line(struct server *srv, struct listener *l, const struct conf
 	}
 }
 
+/* find_listener - GEN's listener called NAME, or NULL */
+static struct listener *find_listener(struct generation *gen, const char *name)
+{
+	for (size_t i = 0; i < gen->n_listeners; i++)
+		if (strcmp(gen->listeners[i].cfg->name, name) == 0)
+			return &gen->listeners[i];
+	return NULL;
+}
+
+/* listener_names - "a, b, c": GEN's listener names, for error messages */
+static void listener_names(const struct generation *gen, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < gen->n_listeners && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", gen->listeners[i].cfg->name);
+}
+
+/* inherited_names - "a, b": the names systemd gave the inherited sockets */
+static void inherited_names(const struct inherited_socket *inherited, size_t n, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", inherited[i].name);
+}
+
+bool listener_take_inherited(struct generation *gen, const struct inherited_socket *inherited, size_t n,
+                             const char *filename, char *err, size_t errlen)
+{
+	char names[512];
+	for (size_t i = 0; i < n; i++) {
+		if (!find_listener(gen, inherited[i].name)) {
+			listener_names(gen, names, sizeof names);
+			snprintf(err, errlen,
+			         "%s:0: socket activation: socket %s (fd %d) matches no listener; "
+			         "its FileDescriptorName= must be one of the listeners: %s",
+			         filename, inherited[i].name, inherited[i].fd, names);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		const struct config_listener *cfg = gen->listeners[i].cfg;
+		bool found = false;
+		for (size_t j = 0; j < n && !found; j++)
+			found = strcmp(inherited[j].name, cfg->name) == 0;
+		if (!found) {
+			inherited_names(inherited, n, names, sizeof names);
+			snprintf(err, errlen,
+			         "%s:%d: socket activation: listener %s has no socket named %s; systemd passed: %s",
+			         filename, cfg->line, cfg->name, cfg->name, names);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct listener *l = find_listener(gen, inherited[i].name);
+		if (!add_socket(l, inherited[i].fd, NULL)) {
+			snprintf(err, errlen, "%s:%d: socket activation: listener %s: too many sockets", filename,
+			         l->cfg->line, l->cfg->name);
+			return false;
+		}
+		struct sockaddr_storage bound;
+		socklen_t blen = sizeof bound;
+		char where[80] = "?";
+		if (getsockname(inherited[i].fd, (struct sockaddr *)&bound, &blen) == 0)
+			format_addr((struct sockaddr *)&bound, where, sizeof where);
+		log_info("listener %s: listening on %s (socket %d from systemd)", l->cfg->name, where, inherited[i].fd);
+	}
+	gen->sockets_inherited = true;
+	return true;
+}
+
+/* keep_inherited - a reload under socket activation: GEN takes OLD's
+ * inherited sockets by listener name. The set of sockets cannot change
+ * without a restart, so the listener names must stay the same. */
+static bool keep_inherited(struct generation *gen, struct generation *old, const char *filename, char *err,
+                           size_t errlen)
+{
+	char names[512];
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		const struct config_listener *cfg = gen->listeners[i].cfg;
+		if (!find_listener(old, cfg->name)) {
+			listener_names(old, names, sizeof names);
+			snprintf(err, errlen,
+			         "%s:%d: socket activation: listener %s has no socket named %s; systemd passed: %s",
+			         filename, cfg->line, cfg->name, cfg->name, names);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < old->n_listeners; i++) {
+		const char *name = old->listeners[i].cfg->name;
+		if (!find_listener(gen, name)) {
+			listener_names(gen, names, sizeof names);
+			snprintf(err, errlen,
+			         "%s:0: socket activation: socket %s matches no listener; "
+			         "its FileDescriptorName= must be one of the listeners: %s",
+			         filename, name, names);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		struct listener *l = &gen->listeners[i];
+		struct listener *ol = find_listener(old, l->cfg->name);
+		for (size_t j = 0; j < ol->n_sockets; j++) {
+			ev_io_stop(l->server->loop, &ol->sockets[j].io);
+			add_socket(l, ol->sockets[j].fd, NULL); /* room: the same listener had them */
+			ol->sockets[j].fd = -1;
+		}
+	}
+	gen->sockets_inherited = true;
+	return true;
+}
+
 bool listener_bind_all(struct generation *gen, struct generation *old, const char *filename, char *err,
                        size_t errlen)
 {
+	if (old && old->sockets_inherited)
+		return keep_inherited(gen, old, filename, err, errlen);
 	/* First everything that can fail: new addresses. */
 	for (size_t i = 0; i < gen->n_listeners; i++) {
 		struct listener *l = &gen->listeners[i];

@@ -14,10 +14,26 @@ void format_addr(const struct sockaddr *sa, char *buf, size_t len);
 
 /* listener_bind_all - give every listener of GEN its sockets: the sockets
  * of OLD (the generation in force, or NULL) for unchanged listen lines, new
- * ones for the rest. All or nothing: on failure OLD keeps all its sockets and
+ * ones for the rest. When OLD's sockets were inherited from systemd, GEN
+ * takes them by listener name and binds nothing: the listener names must
+ * stay the same. All or nothing: on failure OLD keeps all its sockets and
  * ERR says "FILE:LINE: message". */
 bool listener_bind_all(struct generation *gen, struct generation *old, const char *filename, char *err,
                        size_t errlen);
+
+/* A socket passed by systemd (socket activation) and its
+ * FileDescriptorName=, which names the listener that takes it. */
+struct inherited_socket {
+	int fd;
+	char name[CONFIG_NAME_MAX];
+};
+
+/* listener_take_inherited - give every listener of GEN the inherited
+ * sockets of its name instead of binding its listen lines. An inherited
+ * socket that matches no listener, or a listener left without one, is an
+ * error in ERR naming both. */
+bool listener_take_inherited(struct generation *gen, const struct inherited_socket *inherited, size_t n,
+                             const char *filename, char *err, size_t errlen);
 
 /* listener_start_all - accept on every socket of the generation in force */
 void listener_start_all(struct server *srv);

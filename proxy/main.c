@@ -20,6 +20,7 @@
 #include "metrics_shm.h"
 #include "server.h"
 #include "supervisor.h"
+#include "systemd.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -113,6 +114,19 @@ static void print_tlsa_records(const struct generation *gen)
 	}
 }
 
+/* take_sockets - the sockets systemd passed (socket activation), which
+ * replace the listen lines, or new ones for the listen lines */
+static bool take_sockets(struct generation *gen, const char *path, char *err, size_t errlen)
+{
+	struct inherited_socket inherited[CONFIG_MAX_LISTENERS * CONFIG_MAX_LISTEN * 2];
+	size_t n;
+	if (!systemd_inherited_sockets(inherited, sizeof inherited / sizeof inherited[0], &n, err, errlen))
+		return false;
+	if (n > 0)
+		return listener_take_inherited(gen, inherited, n, path, err, errlen);
+	return listener_bind_all(gen, NULL, path, err, errlen);
+}
+
 /* worker_count - workers = auto is one per CPU */
 static unsigned worker_count(const struct config *cfg)
 {
@@ -194,7 +208,7 @@ int main(int argc, char **argv)
 	bool metrics = cfg->metrics.host[0] != '\0';
 	unsigned workers = worker_count(cfg);
 	bool supervised = workers > 1 || cfg->user[0] || metrics;
-	if (!listener_bind_all(srv.current, NULL, path, err, sizeof err) ||
+	if (!take_sockets(srv.current, path, err, sizeof err) ||
 	    !metrics_shm_setup(supervised ? SUPERVISOR_MAX_WORKERS : 1, metrics, err, sizeof err) ||
 	    !exporter_open(&srv, err, sizeof err)) {
 		fprintf(stderr, "%s\n", err);

@@ -17,7 +17,7 @@ struct listen_socket {
 	ev_io io; /* first: the watcher's address is the socket's */
 	int fd;
 	struct listener *owner;
-	const struct config_listen *addr; /* the listen line it serves */
+	const struct config_listen *addr; /* the listen line it serves; NULL when inherited */
 };
 
 /* One [section]: its sockets, credentials and backend. */
@@ -38,6 +38,8 @@ struct generation {
 	struct config cfg;
 	struct listener listeners[CONFIG_MAX_LISTENERS];
 	size_t n_listeners;
+	unsigned serial; /* 1 at start-up, one more per reload */
+	bool sockets_inherited; /* from systemd (socket activation), never bound here */
 };
 
 struct server {

@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics_shm.h"
+#include "systemd.h"
 #include "worker.h"
 
 /* Workers alive at once, current and retiring: reloads that come faster
@@ -30,7 +31,7 @@ struct child {
 	pid_t pid; /* 0: a free slot */
 	time_t started;
 	bool retiring;
-	bool accepting; /* until a retiring worker says it stopped */
+	bool accepting; /* from its WORKER_ACCEPTING until its WORKER_RETIRED */
 };
 
 /* Set by the signal handlers, read by the loop in supervisor_run. */
@@ -48,10 +49,12 @@ static void on_signal(int sig)
 
 static struct child children[MAX_CHILDREN];
 static bool worker_failed;
-/* Retiring workers write their PID here once they no longer accept. */
-static int retired_pipe[2] = { -1, -1 };
-/* A reload is complete when no retiring worker accepts any more. */
-static bool reload_pending;
+/* Workers say here when they start and stop accepting (worker.h). */
+static int report_pipe[2] = { -1, -1 };
+/* Start-up, and then each reload, is settled once every current worker
+ * accepts and no retiring one does; then systemd hears READY=1. */
+enum phase { PHASE_STARTING, PHASE_RELOADING, PHASE_SETTLED };
+static enum phase phase = PHASE_STARTING;
 
 /* spawn - a worker that counts into metrics slot SLOT */
 static pid_t spawn(struct server *srv, size_t slot)
@@ -65,10 +68,10 @@ static pid_t spawn(struct server *srv, size_t slot)
 	if (pid == 0) {
 		signal(SIGCHLD, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
-		close(retired_pipe[0]);
+		close(report_pipe[0]);
 		exporter_close();
 		metrics_shm_use_slot(slot);
-		exit(worker_run(srv, retired_pipe[1]));
+		exit(worker_run(srv, report_pipe[1]));
 	}
 	return pid;
 }
@@ -86,7 +89,7 @@ static void spawn_into(struct server *srv, struct child *c)
 	c->pid = spawn(srv, (size_t)(c - children));
 	c->started = time(NULL);
 	c->retiring = false;
-	c->accepting = true;
+	c->accepting = false;
 }
 
 static void spawn_all(struct server *srv, unsigned n)
@@ -146,47 +149,57 @@ static unsigned current_workers(void)
 static void signal_children(int sig, bool current_only)
 {
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
-		if (children[i].pid > 0 && !(current_only && children[i].retiring))
-			kill(children[i].pid, sig);
+		if (children[i].pid > 0 && !(current_only && children[i].retiring) && kill(children[i].pid, sig) < 0)
+			/* EPERM: root without CAP_KILL cannot signal workers that became `user` */
+			log_error("cannot signal worker %ld: %s", (long)children[i].pid, strerror(errno));
+}
+
+static void notify_ready(const struct server *srv, unsigned n_workers)
+{
+	systemd_notify_ready("generation %u, %u worker(s)", srv->current->serial, n_workers);
 }
 
 /* reload - new workers on the new generation; the old ones retire */
-static void reload(struct server *srv, unsigned n_workers)
+static bool reload(struct server *srv, unsigned n_workers)
 {
 	if (free_slots() < n_workers) {
 		log_error("reload refused: %u older workers still finish their sessions", live_children());
 		metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_FAILED], 1);
-		return;
+		return false;
 	}
 	if (!generation_reload(srv))
-		return;
+		return false;
 	signal_children(SIGQUIT, true);
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		children[i].retiring = children[i].pid > 0;
-	reload_pending = true;
+	phase = PHASE_RELOADING;
 	spawn_all(srv, n_workers);
+	return true;
 }
 
-/* read_retired - the PIDs of workers that stopped accepting */
-static void read_retired(void)
+/* read_reports - workers that started or stopped accepting */
+static void read_reports(void)
 {
-	pid_t pid;
-	while (read(retired_pipe[0], &pid, sizeof pid) == sizeof pid)
+	struct worker_message m;
+	while (read(report_pipe[0], &m, sizeof m) == sizeof m)
 		for (size_t i = 0; i < MAX_CHILDREN; i++)
-			if (children[i].pid == pid)
-				children[i].accepting = false;
+			if (children[i].pid == m.pid)
+				children[i].accepting = m.report == WORKER_ACCEPTING;
 }
 
-/* check_reload_done - log the reload once only the new workers accept */
-static void check_reload_done(const struct server *srv)
+/* check_settled - once every current worker accepts and no retiring one
+ * does, log a reload and tell systemd the daemon is ready */
+static void check_settled(const struct server *srv, unsigned n_workers)
 {
-	if (!reload_pending)
+	if (phase == PHASE_SETTLED)
 		return;
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
-		if (children[i].pid > 0 && children[i].retiring && children[i].accepting)
-			return;
-	reload_pending = false;
-	log_info("reloaded %s", srv->config_path);
+		if (children[i].pid > 0 && children[i].accepting == children[i].retiring)
+			return; /* a current worker not accepting yet, or a retiring one still accepting */
+	if (phase == PHASE_RELOADING)
+		log_info("reloaded %s", srv->config_path);
+	phase = PHASE_SETTLED;
+	notify_ready(srv, n_workers);
 }
 
 int supervisor_run(struct server *srv, unsigned n_workers)
@@ -206,7 +219,7 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 		sigdelset(&waiting, signals[i]);
 	}
 
-	if (pipe2(retired_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+	if (pipe2(report_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
 		log_error("pipe: %s", strerror(errno));
 		return 1;
 	}
@@ -218,13 +231,13 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 	for (;;) {
 		struct pollfd fds[1 + EXPORTER_MAX_FDS];
 		int timeout_ms;
-		fds[0] = (struct pollfd){ retired_pipe[0], POLLIN, 0 };
+		fds[0] = (struct pollfd){ report_pipe[0], POLLIN, 0 };
 		size_t n = 1 + exporter_pollfds(fds + 1, &timeout_ms);
 		struct timespec timeout = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000L };
 		if (!got_hup && !got_stop && !got_child)
 			ppoll(fds, n, timeout_ms < 0 ? NULL : &timeout, &waiting);
 		if (fds[0].revents)
-			read_retired();
+			read_reports();
 		if (got_child) {
 			got_child = 0;
 			reap(srv, stopping);
@@ -233,7 +246,8 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 			got_stop = 0; /* a second SIGTERM changes nothing */
 			if (!stopping) {
 				stopping = true;
-				reload_pending = false;
+				phase = PHASE_SETTLED; /* no READY=1 after STOPPING=1 */
+				systemd_notify_stopping();
 				listener_close_all(srv, srv->current); /* refuse new connections now */
 				log_info("shutting down %u worker(s)", live_children());
 				signal_children(SIGTERM, false);
@@ -241,10 +255,15 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 		}
 		if (got_hup) {
 			got_hup = 0;
-			if (!stopping)
-				reload(srv, n_workers);
+			if (!stopping) {
+				systemd_notify_reloading();
+				/* Refused: in service as before, unless an earlier
+				 * reload still settles and will say so. */
+				if (!reload(srv, n_workers) && phase == PHASE_SETTLED)
+					notify_ready(srv, n_workers);
+			}
 		}
-		check_reload_done(srv);
+		check_settled(srv, n_workers);
 		struct exporter_status status = { current_workers(), stopping };
 		exporter_step(srv, fds + 1, n - 1, &status);
 		if (stopping && live_children() == 0)

@@ -11,6 +11,10 @@
  * the old ones SIGQUIT: they stop accepting and exit when their sessions
  * end. SIGTERM, SIGINT: passed to every worker; the supervisor exits when
  * they all have, 0 if they all exited 0. A worker that dies is replaced.
+ *
+ * Start-up, and each reload, is complete once every new worker has said on
+ * the pipe that it accepts and every old one that it stopped: only then
+ * does the supervisor, the process systemd knows, send READY=1.
  */
 #ifndef STARTTLSD_SUPERVISOR_H
 #define STARTTLSD_SUPERVISOR_H

@@ -14,6 +14,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "systemd.h"
 
 /* drop_privileges - become USER and its groups, for good */
 static bool drop_privileges(const char *user)
@@ -32,6 +33,24 @@ static bool drop_privileges(const char *user)
 		abort();
 	}
 	return true;
+}
+
+/* The supervisor's pipe (worker.h), or -1 for a worker on its own, which
+ * is then the process systemd knows and notifies it itself. */
+static int supervisor_fd = -1;
+
+/* report - tell the supervisor this worker accepts, or no longer does */
+static void report(enum worker_report what)
+{
+	struct worker_message m = { getpid(), what };
+	if (write(supervisor_fd, &m, sizeof m) != sizeof m)
+		log_error("worker %ld: cannot tell the supervisor: %s", (long)m.pid, strerror(errno));
+}
+
+/* notify_ready - READY=1 for a worker on its own */
+static void notify_ready(const struct server *srv)
+{
+	systemd_notify_ready("generation %u, %zu session(s) open", srv->current->serial, srv->n_conns);
 }
 
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
@@ -64,6 +83,8 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	if (srv->stopping)
 		return;
 	log_info("signal %d: shutting down", w->signum);
+	if (supervisor_fd < 0)
+		systemd_notify_stopping();
 	srv->stopping = true;
 	if (stop_accepting(srv))
 		return;
@@ -72,10 +93,6 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	srv->drain_timer.data = srv;
 	ev_timer_start(loop, &srv->drain_timer);
 }
-
-/* The supervisor's pipe: a retiring worker writes its PID once it no
- * longer accepts, so the supervisor knows when the reload is complete. */
-static int retired_fd = -1;
 
 /* on_retire - SIGQUIT from the supervisor after a reload: newer workers
  * accept now; sessions here go on until they end by themselves */
@@ -88,10 +105,7 @@ static void on_retire(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	log_debug("worker %ld: retiring with %zu session(s)", (long)getpid(), srv->n_conns);
 	stop_accepting(srv);
-	pid_t self = getpid();
-	/* Fewer bytes than PIPE_BUF: one atomic write. */
-	if (write(retired_fd, &self, sizeof self) != sizeof self)
-		log_error("worker %ld: cannot tell the supervisor: %s", (long)self, strerror(errno));
+	report(WORKER_RETIRED);
 }
 
 static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
@@ -107,10 +121,14 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)revents;
 	struct server *srv = w->data;
-	if (!srv->draining && generation_reload(srv)) {
+	if (srv->draining)
+		return;
+	systemd_notify_reloading();
+	if (generation_reload(srv)) {
 		listener_start_all(srv);
 		log_info("reloaded %s", srv->config_path);
 	}
+	notify_ready(srv); /* reloaded or refused: either way in service again */
 }
 
 void worker_signals(sigset_t *set)
@@ -123,10 +141,10 @@ void worker_signals(sigset_t *set)
 	sigaddset(set, SIGCHLD);
 }
 
-int worker_run(struct server *srv, int supervisor_fd)
+int worker_run(struct server *srv, int pipe_fd)
 {
-	bool supervised = supervisor_fd >= 0;
-	retired_fd = supervisor_fd;
+	bool supervised = pipe_fd >= 0;
+	supervisor_fd = pipe_fd;
 	const struct config *cfg = &srv->current->cfg;
 	if (cfg->user[0] && !drop_privileges(cfg->user))
 		return 1;
@@ -151,8 +169,12 @@ int worker_run(struct server *srv, int supervisor_fd)
 	srv->idle_sweep.data = srv;
 	ev_timer_start(srv->loop, &srv->idle_sweep);
 	listener_start_all(srv);
-	if (supervised)
+	if (supervised) {
 		log_debug("worker %ld: accepting as uid %ld", (long)getpid(), (long)getuid());
+		report(WORKER_ACCEPTING);
+	} else {
+		notify_ready(srv);
+	}
 
 	ev_run(srv->loop, 0);
 

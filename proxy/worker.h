@@ -4,16 +4,26 @@
  * reloads on SIGHUP itself. Under the supervisor (supervisor.h) it was
  * forked with its generation loaded, drops privileges, ignores SIGHUP (the
  * parent reloads and forks new workers) and retires on SIGQUIT: it stops
- * accepting, says so on the supervisor's pipe, and exits once its last
- * session has ended.
+ * accepting and exits once its last session has ended. It tells the
+ * supervisor on a pipe when it starts and when it stops accepting, so the
+ * supervisor knows when start-up or a reload is complete.
  */
 #ifndef STARTTLSD_WORKER_H
 #define STARTTLSD_WORKER_H
 
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "server.h"
+
+/* What a supervised worker tells the supervisor: fewer bytes than
+ * PIPE_BUF, so each is one atomic write. */
+enum worker_report { WORKER_ACCEPTING, WORKER_RETIRED };
+struct worker_message {
+	pid_t pid;
+	enum worker_report report;
+};
 
 /* worker_signals - every signal the daemon handles (TERM, INT, HUP, QUIT,
  * CHLD): blocked from start-up until a loop waits for them, so that one
@@ -21,7 +31,7 @@
 void worker_signals(sigset_t *set);
 
 /* worker_run - serve until stopped or retired; the exit status.
- * RETIRED_FD is the supervisor's pipe, or -1 for a worker on its own. */
-int worker_run(struct server *srv, int retired_fd);
+ * PIPE_FD is the supervisor's pipe, or -1 for a worker on its own. */
+int worker_run(struct server *srv, int pipe_fd);
 
 #endif
