@@ -68,6 +68,13 @@ struct transcript {
 	  "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n", "" }, \
 	{ BACKEND, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n", \
 	  "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n", "", "" }
+/* Inside TLS, a backend without PIPELINING asks for the AUTH LOGIN user name. */
+#define AUTH_LOGIN_IN_TLS \
+	GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE, \
+	{ CLIENT, "EHLO c\r\n", "", "EHLO c\r\n", "" }, \
+	{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" }, \
+	{ CLIENT, "AUTH LOGIN\r\n", "", "AUTH LOGIN\r\n", "" }, \
+	{ BACKEND, "334 VXNlcm5hbWU6\r\n", "334 VXNlcm5hbWU6\r\n", "", "" }
 #define SMUGGLED_TAIL "MAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@y.test>\r\nDATA\r\nforged\r\n.\r\n"
 #define SMUGGLING_REFUSED "554 5.7.0 Message refused: a line with a lone dot next to a bare CR or LF\r\n" \
 	"421 4.7.0 Closing connection\r\n"
@@ -352,21 +359,13 @@ static const struct transcript transcripts[] = {
 		{ BACKEND, "250-sink.test\r\n354 PIPELINING\r\n",
 		  "421 4.4.2 Backend protocol error, closing connection\r\n", "", "DROP_BACKEND CLOSE_AFTER_FLUSH" } } },
 	{ "354 to DATA, 334 and 235 to AUTH, 221 to QUIT are in step", STARTTLS_POLICY, {
-		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE,
-		{ CLIENT, "EHLO c\r\n", "", "EHLO c\r\n", "" },
-		{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" },
-		{ CLIENT, "AUTH LOGIN\r\n", "", "AUTH LOGIN\r\n", "" },
-		{ BACKEND, "334 VXNlcm5hbWU6\r\n", "334 VXNlcm5hbWU6\r\n", "", "" },
+		AUTH_LOGIN_IN_TLS,
 		{ CLIENT, "dXNlcg==\r\n", "", "dXNlcg==\r\n", "" },
 		{ BACKEND, "235 2.7.0 ok\r\n", "235 2.7.0 ok\r\n", "", "" },
 		{ CLIENT, "QUIT\r\n", "", "QUIT\r\n", "" },
 		{ BACKEND, "221 bye\r\n", "221 bye\r\n", "", "CLOSE_AFTER_FLUSH" } } },
 	{ "a SASL response with a control character: the exchange is cancelled", STARTTLS_POLICY, {
-		GREET, EHLO_CLIENT, EHLO_PIPELINING_CHUNKING, STARTTLS_DONE,
-		{ CLIENT, "EHLO c\r\n", "", "EHLO c\r\n", "" },
-		{ BACKEND, "250 sink.test\r\n", "250 sink.test\r\n", "", "" },
-		{ CLIENT, "AUTH LOGIN\r\n", "", "AUTH LOGIN\r\n", "" },
-		{ BACKEND, "334 VXNlcm5hbWU6\r\n", "334 VXNlcm5hbWU6\r\n", "", "" },
+		AUTH_LOGIN_IN_TLS,
 		{ CLIENT, "dXNl\vcg==\r\nNOOP\r\n", "", "*\r\n", "" },
 		{ BACKEND, "501 5.7.0 cancelled\r\n", "500 5.5.2 Syntax error in command line\r\n", "NOOP\r\n", "" },
 		{ BACKEND, "250 ok\r\n", "250 ok\r\n", "", "" } } },
