@@ -44,8 +44,8 @@ static size_t find(const struct ip_count_table *t, const struct ip_count_key *ke
 
 void ip_count_init(struct ip_count_table *t, uint64_t seed)
 {
-	memset(t, 0, sizeof *t);
 	t->seed = seed;
+	t->keys = 0;
 }
 
 void ip_count_key(bool ipv6, const uint8_t *addr, uint32_t listener, struct ip_count_key *key_r)

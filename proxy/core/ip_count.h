@@ -38,7 +38,9 @@ struct ip_count_table {
 
 enum ip_count_result { IP_COUNT_ADMITTED, IP_COUNT_OVER_LIMIT, IP_COUNT_TABLE_FULL };
 
-/* ip_count_init - an empty table hashing with SEED (secret, random) */
+/* ip_count_init - an empty table hashing with SEED (secret, random). T is
+ * zeroed memory (calloc): only the slots that get used are ever written,
+ * so untouched pages stay unmapped. */
 void ip_count_init(struct ip_count_table *t, uint64_t seed);
 
 /* ip_count_key - the key of ADDR (4 bytes when IPV6 is false, 16 when

@@ -30,6 +30,7 @@ static struct ip_count_key v6(const char *hex32, uint32_t listener)
 /* test_limit - admitted up to the limit, refused beyond, admitted again after a release */
 static void test_limit(void)
 {
+	memset(&table, 0, sizeof table);
 	ip_count_init(&table, 1);
 	struct ip_count_key a = v4(127, 0, 0, 2, 0), b = v4(127, 0, 0, 3, 0), other = v4(127, 0, 0, 2, 1);
 	for (int i = 0; i < 3; i++)
@@ -66,6 +67,7 @@ static void test_keys(void)
 /* test_full - a new key beyond IP_COUNT_MAX_KEYS is refused, known ones go on */
 static void test_full(void)
 {
+	memset(&table, 0, sizeof table);
 	ip_count_init(&table, 2);
 	for (uint32_t i = 0; i < IP_COUNT_MAX_KEYS; i++) {
 		struct ip_count_key k = v4(10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i, 0);
@@ -90,6 +92,7 @@ static void test_model(void)
 	enum { KEYS = 3000, STEPS = 200000 };
 	static unsigned model[KEYS];
 	memset(model, 0, sizeof model);
+	memset(&table, 0, sizeof table);
 	ip_count_init(&table, 0);
 	uint64_t rng = 88172645463325252u;
 	bool ok = true;
