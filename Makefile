@@ -38,6 +38,7 @@ CORE_SRCS = \
 	proxy/core/data_scanner.c \
 	proxy/core/ehlo_filter.c \
 	proxy/core/http_request.c \
+	proxy/core/ip_count.c \
 	proxy/core/metrics.c \
 	proxy/core/panic.c \
 	proxy/core/proxy_header.c \
@@ -69,6 +70,7 @@ UNIT_SRCS = \
 	tests/unit/test_data_scanner.c \
 	tests/unit/test_ehlo_filter.c \
 	tests/unit/test_http_request.c \
+	tests/unit/test_ip_count.c \
 	tests/unit/test_metrics.c \
 	tests/unit/test_proxy_header.c \
 	tests/unit/session_driver.c \

@@ -51,6 +51,10 @@
 /* The time limits' replies (RFC 3463: 4.4.2, bad connection). */
 static const char REPLY_SESSION_TIMEOUT[] = "421 4.4.2 Session time limit exceeded, closing connection\r\n";
 static const char REPLY_DATA_TOO_SLOW[] = "421 4.4.2 Data rate too low, closing connection\r\n";
+/* A limit keeps a client out (RFC 3463: 4.7.0, security or policy). */
+static const char REPLY_TOO_MANY[] = "421 4.7.0 Too many connections, try again later\r\n";
+static const char *const refused_names[METRICS_REFUSED_REASONS] = { "max_connections", "max_per_ip",
+	                                                            "max_handshakes" };
 
 enum client_tls { CLIENT_PLAIN, CLIENT_HANDSHAKE, CLIENT_TLS };
 
@@ -74,6 +78,9 @@ struct conn {
 	bool backend_after_handshake; /* proxy-v2 on implicit TLS carries the TLS facts */
 	bool proxy_header_late;  /* its header is incomplete: look again shortly */
 	bool refuse_proxy_header; /* a peer outside proxy_from: a header from it ends it */
+	bool refused;            /* by a limit, before its session began: no session line */
+	bool per_ip_counted;     /* holds one of per_ip_key's max_per_ip counts */
+	struct ip_count_key per_ip_key;
 	size_t backend_index;
 	size_t tls_write_len; /* bytes GnuTLS holds from a write that must be repeated */
 	ev_io cio, bio;
@@ -161,7 +168,6 @@ static void count_session_end(const struct conn *c, const char *end)
 {
 	struct metrics_counters *m = &metrics_mine->counters;
 	const struct session_stats *st = &c->session.stats;
-	metrics_add(&metrics_mine->gauges.open[c->listener->metrics_index], (uint64_t)-1);
 	metrics_add(&m->ended[metrics_end_reason_index(end)], 1);
 	metrics_add(&m->messages, st->messages_accepted);
 	metrics_add(&m->refusals[METRICS_REFUSAL_MUST_STARTTLS], st->refused_must_starttls);
@@ -171,6 +177,14 @@ static void count_session_end(const struct conn *c, const char *end)
 	metrics_add(&m->refusals[METRICS_REFUSAL_PLAINTEXT_AFTER_STARTTLS], st->plaintext_discarded > 0);
 }
 
+/* handshake_over - one handshake fewer in progress: an implicit-TLS
+ * listener paused at max_handshakes may accept again */
+static void handshake_over(struct server *srv)
+{
+	srv->handshakes--;
+	listener_update_all(srv);
+}
+
 /* conn_free - log the session line and release everything, once */
 static void conn_free(struct conn *c)
 {
@@ -178,13 +192,22 @@ static void conn_free(struct conn *c)
 	const char *end = c->session.stats.end_reason ? c->session.stats.end_reason
 	                  : c->end_reason                ? c->end_reason
 	                                                 : "closed";
-	count_session_end(c, end);
-	log_info("session listener=%s client=%s tls=%s sni=%s cert=%s resumed=%s bytes_in=%llu bytes_out=%llu "
-	         "messages=%llu end=%s",
-	         c->listener->cfg->name, c->peer, c->tls_desc[0] ? c->tls_desc : "none",
-	         c->sni[0] ? c->sni : "-", c->cert_name ? c->cert_name : "-", c->resumed ? "yes" : "no",
-	         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
-	         (unsigned long long)c->session.stats.messages_accepted, end);
+	metrics_add(&metrics_mine->gauges.open[c->listener->metrics_index], (uint64_t)-1);
+	if (c->refused) {
+		log_debug("client %s: refused: %s", c->peer, end);
+	} else {
+		count_session_end(c, end);
+		log_info("session listener=%s client=%s tls=%s sni=%s cert=%s resumed=%s bytes_in=%llu "
+		         "bytes_out=%llu messages=%llu end=%s",
+		         c->listener->cfg->name, c->peer, c->tls_desc[0] ? c->tls_desc : "none",
+		         c->sni[0] ? c->sni : "-", c->cert_name ? c->cert_name : "-", c->resumed ? "yes" : "no",
+		         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+		         (unsigned long long)c->session.stats.messages_accepted, end);
+	}
+	if (c->per_ip_counted)
+		ip_count_release(srv->per_ip, &c->per_ip_key);
+	if (c->client_tls == CLIENT_HANDSHAKE)
+		handshake_over(srv);
 
 	ev_io_stop(srv->loop, &c->cio);
 	ev_timer_stop(srv->loop, &c->handshake_timer);
@@ -358,6 +381,7 @@ static bool handshake_step(struct conn *c)
 	switch (tls_handshake(c->tls, &reason)) {
 	case TLS_IO_OK:
 		c->client_tls = CLIENT_TLS;
+		handshake_over(c->srv);
 		ev_timer_stop(c->srv->loop, &c->handshake_timer);
 		tls_describe(c->tls, c->tls_desc, sizeof c->tls_desc);
 		tls_suite(c->tls, c->tls_suite, sizeof c->tls_suite);
@@ -405,6 +429,8 @@ static void begin_handshake(struct conn *c)
 	/* RFC 3207 section 4.2: plaintext read after STARTTLS is dropped. */
 	c->cin_len = 0;
 	c->client_tls = CLIENT_HANDSHAKE;
+	c->srv->handshakes++;
+	listener_update_all(c->srv); /* max_handshakes */
 	c->handshake_wants_write = false;
 	c->c_readable = c->c_writable = true;
 	ev_timer_set(&c->handshake_timer, c->listener->cfg->handshake_timeout, 0);
@@ -950,11 +976,60 @@ static void on_proxy_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_run(c);
 }
 
+/* refuse_client - a limit keeps the client on FD out before anything was
+ * sent to it: a STARTTLS listener answers 421 (it fits a fresh socket's
+ * send buffer), an implicit-TLS one closes before any TLS work */
+static void refuse_client(struct listener *l, int fd, enum metrics_refused_reason reason)
+{
+	metrics_count_refused(l, reason);
+	if (l->cfg->tls == CONFIG_TLS_STARTTLS)
+		(void)send(fd, REPLY_TOO_MANY, sizeof REPLY_TOO_MANY - 1, MSG_NOSIGNAL);
+}
+
+/* connection_limit - max_connections, or what the descriptors allow */
+static unsigned connection_limit(const struct server *srv)
+{
+	unsigned configured = srv->current->cfg.max_connections;
+	return configured ? configured : srv->connections_auto;
+}
+
+/* admit - the limits that need the client's address, known only after a
+ * PROXY header: max_per_ip (counted here, released in conn_free) and, on
+ * an implicit-TLS listener, max_handshakes (its accepts pause at the limit,
+ * but a header can complete while they are paused); the refusing limit, or
+ * METRICS_REFUSED_REASONS */
+static enum metrics_refused_reason admit(struct conn *c)
+{
+	const struct config_listener *cfg = c->listener->cfg;
+	struct server *srv = c->srv;
+	if (cfg->tls == CONFIG_TLS_IMPLICIT && srv->handshakes >= srv->current->cfg.max_handshakes)
+		return METRICS_REFUSED_MAX_HANDSHAKES;
+	const struct sockaddr_storage *a = &c->client_addr;
+	if (cfg->max_per_ip == 0 || (a->ss_family != AF_INET && a->ss_family != AF_INET6))
+		return METRICS_REFUSED_REASONS;
+	const uint8_t *addr = a->ss_family == AF_INET
+	                              ? (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr
+	                              : (const uint8_t *)&((const struct sockaddr_in6 *)a)->sin6_addr;
+	ip_count_key(a->ss_family == AF_INET6, addr, (uint32_t)c->listener->metrics_index, &c->per_ip_key);
+	/* A full table refuses too: memory stays bounded (ip_count.h). */
+	if (ip_count_acquire(srv->per_ip, &c->per_ip_key, cfg->max_per_ip) != IP_COUNT_ADMITTED)
+		return METRICS_REFUSED_MAX_PER_IP;
+	c->per_ip_counted = true;
+	return METRICS_REFUSED_REASONS;
+}
+
 /* conn_start - the client is known: reach the backend, and for implicit TLS
  * start the handshake (RFC 8314 section 3: TLS from the first byte) */
 static void conn_start(struct conn *c)
 {
 	const struct config_listener *cfg = c->listener->cfg;
+	enum metrics_refused_reason refused = admit(c);
+	if (refused != METRICS_REFUSED_REASONS) {
+		refuse_client(c->listener, c->cfd, refused);
+		c->refused = true;
+		fail(c, refused_names[refused]);
+		return;
+	}
 	ev_timer_again(c->srv->loop, &c->idle_timer);
 	c->backend_after_handshake =
 	        cfg->tls == CONFIG_TLS_IMPLICIT && cfg->client_addr == CONFIG_CLIENT_ADDR_PROXY_V2;
@@ -1029,6 +1104,17 @@ static void init_session(struct conn *c)
 void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 {
 	struct server *srv = l->server;
+	metrics_add(&metrics_mine->counters.accepted[l->metrics_index], 1);
+	/* Counted over every worker (metrics_shm.h): those accepting at the
+	 * same moment may each let one more in. */
+	if (metrics_shm_open_connections() >= connection_limit(srv)) {
+		char where[64];
+		format_addr(peer, where, sizeof where);
+		log_debug("client %s: refused: max_connections", where);
+		refuse_client(l, fd, METRICS_REFUSED_MAX_CONNECTIONS);
+		close(fd);
+		return;
+	}
 	/* Only the pages that are written become resident: the buffers
 	 * stay untouched until data flows. */
 	uint8_t *allocation = aligned_alloc(PAGE_SIZE_ASSUMED, CONN_ALLOCATION);
@@ -1039,7 +1125,6 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 		return;
 	}
 	memset(c, 0, STATE_SIZE);
-	metrics_add(&metrics_mine->counters.accepted[l->metrics_index], 1);
 	metrics_add(&metrics_mine->gauges.open[l->metrics_index], 1);
 	c->listener = l;
 	generation_ref(l->gen); /* a reload does not pull it from under the session */

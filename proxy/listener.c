@@ -13,7 +13,11 @@
 #include "conn.h"
 #include "log.h"
 
+/* Out of descriptors: the first pause, doubled while it lasts up to the
+ * longest. Short enough to notice freed descriptors soon, long enough
+ * that a stuck worker costs no CPU (the listening socket stays readable). */
 #define ACCEPT_PAUSE_SECONDS 0.1
+#define ACCEPT_PAUSE_MAX_SECONDS 1.0
 
 /* format_addr - "1.2.3.4:25" or "[::1]:25" */
 void format_addr(const struct sockaddr *sa, char *buf, size_t len)
@@ -287,23 +291,28 @@ bool listener_bind_all(struct generation *gen, struct generation *old, const cha
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listen_socket *s = (struct listen_socket *)w;
+	struct server *srv = s->owner->server;
 	(void)loop;
 	(void)revents;
-	for (;;) {
+	/* conn_accept may stop this watcher (max_handshakes) */
+	while (ev_is_active(&s->io)) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof peer;
 		int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				log_error("accept: %s; pausing new connections", strerror(errno));
-				listener_pause_all(s->owner->server);
-			}
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				listener_pause_all(srv, errno);
 			return; /* EAGAIN, or an aborted connection */
+		}
+		if (srv->accept_starved) {
+			log_info("accepting new connections again");
+			srv->accept_starved = false;
+			srv->accept_backoff = 0;
 		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
-		if (s->owner->server->shares_sockets)
+		if (srv->shares_sockets)
 			return;
 	}
 }
@@ -312,35 +321,51 @@ static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
-	struct server *srv = w->data;
-	if (!srv->draining)
-		listener_start_all(srv);
+	listener_update_all(w->data);
 }
 
-void listener_start_all(struct server *srv)
+/* should_accept - socket S of listener L takes connections now */
+static bool should_accept(const struct server *srv, const struct listener *l, const struct listen_socket *s)
+{
+	if (s->fd < 0 || srv->draining || ev_is_active(&srv->accept_pause))
+		return false;
+	return l->cfg->tls != CONFIG_TLS_IMPLICIT || srv->handshakes < srv->current->cfg.max_handshakes;
+}
+
+void listener_update_all(struct server *srv)
 {
 	struct generation *gen = srv->current;
 	for (size_t i = 0; i < gen->n_listeners; i++) {
 		struct listener *l = &gen->listeners[i];
 		for (size_t j = 0; j < l->n_sockets; j++) {
 			struct listen_socket *s = &l->sockets[j];
-			if (s->fd < 0 || ev_is_active(&s->io))
+			bool wanted = should_accept(srv, l, s);
+			if (wanted == ev_is_active(&s->io))
 				continue;
-			ev_io_init(&s->io, on_accept, s->fd, EV_READ);
-			ev_io_start(srv->loop, &s->io);
+			if (wanted) {
+				ev_io_init(&s->io, on_accept, s->fd, EV_READ);
+				ev_io_start(srv->loop, &s->io);
+			} else {
+				ev_io_stop(srv->loop, &s->io);
+			}
 		}
 	}
 }
 
-void listener_pause_all(struct server *srv)
+void listener_pause_all(struct server *srv, int errno_value)
 {
-	struct generation *gen = srv->current;
-	for (size_t i = 0; i < gen->n_listeners; i++)
-		for (size_t j = 0; j < gen->listeners[i].n_sockets; j++)
-			ev_io_stop(srv->loop, &gen->listeners[i].sockets[j].io);
-	ev_timer_init(&srv->accept_pause, on_accept_pause_end, ACCEPT_PAUSE_SECONDS, 0);
+	if (!srv->accept_starved)
+		log_error("accept: %s; new connections wait until descriptors are free again",
+		          strerror(errno_value));
+	srv->accept_starved = true;
+	srv->accept_backoff = srv->accept_backoff == 0 ? ACCEPT_PAUSE_SECONDS
+	                      : srv->accept_backoff * 2 > ACCEPT_PAUSE_MAX_SECONDS
+	                              ? ACCEPT_PAUSE_MAX_SECONDS
+	                              : srv->accept_backoff * 2;
+	ev_timer_init(&srv->accept_pause, on_accept_pause_end, srv->accept_backoff, 0);
 	srv->accept_pause.data = srv;
 	ev_timer_start(srv->loop, &srv->accept_pause);
+	listener_update_all(srv);
 }
 
 void listener_close_all(struct server *srv, struct generation *gen)

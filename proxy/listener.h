@@ -35,11 +35,16 @@ struct inherited_socket {
 bool listener_take_inherited(struct generation *gen, const struct inherited_socket *inherited, size_t n,
                              const char *filename, char *err, size_t errlen);
 
-/* listener_start_all - accept on every socket of the generation in force */
-void listener_start_all(struct server *srv);
+/* listener_update_all - accept on exactly the sockets of the generation in
+ * force that should accept now: none while out of descriptors, and no
+ * implicit-TLS one while this worker has max_handshakes handshakes in
+ * progress (each of its connections starts one at once) */
+void listener_update_all(struct server *srv);
 
-/* listener_pause_all - stop accepting for a while (out of descriptors) */
-void listener_pause_all(struct server *srv);
+/* listener_pause_all - accept failed with ERRNO_VALUE (out of descriptors
+ * or memory): stop accepting for a back-off that grows from 0.1 s to 1 s
+ * while it lasts, logged once per episode */
+void listener_pause_all(struct server *srv, int errno_value);
 
 /* listener_close_all - stop accepting on GEN's sockets and close them */
 void listener_close_all(struct server *srv, struct generation *gen);

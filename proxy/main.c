@@ -204,12 +204,13 @@ int main(int argc, char **argv)
 	srv.log_to_stderr = true;
 	log_setup(true, (enum log_level)cfg->log_level);
 	/* Metrics are served by the supervisor, from counters shared with
-	 * every worker it forks (metrics_shm.h). */
+	 * every worker it forks; the workers read each other's open
+	 * connections for max_connections (metrics_shm.h). */
 	bool metrics = cfg->metrics.host[0] != '\0';
 	unsigned workers = worker_count(cfg);
 	bool supervised = workers > 1 || cfg->user[0] || metrics;
 	if (!take_sockets(srv.current, path, err, sizeof err) ||
-	    !metrics_shm_setup(supervised ? SUPERVISOR_MAX_WORKERS : 1, metrics, err, sizeof err) ||
+	    !metrics_shm_setup(supervised ? SUPERVISOR_MAX_WORKERS : 1, supervised, err, sizeof err) ||
 	    !exporter_open(&srv, err, sizeof err)) {
 		fprintf(stderr, "%s\n", err);
 		return 1;

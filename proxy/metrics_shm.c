@@ -43,6 +43,16 @@ void metrics_shm_use_slot(size_t index)
 	metrics_mine = &metrics_region->slots[index];
 }
 
+uint64_t metrics_shm_open_connections(void)
+{
+	uint64_t open = 0; /* each gauge modulo 2^64 (metrics.h), and so is the sum */
+	size_t n = __atomic_load_n(&metrics_region->slots_used, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < METRICS_MAX_LISTENERS; j++)
+			open += metrics_get(&metrics_region->slots[i].gauges.open[j]);
+	return open;
+}
+
 void metrics_shm_fold(size_t index)
 {
 	struct metrics_slot *slot = &metrics_region->slots[index];

@@ -6,8 +6,10 @@
  * relaxed stores, no system call; when it exits the supervisor folds its
  * counters into the retired sum and clears the slot for the next worker,
  * so a total (retired + live slots) never goes backwards across reloads
- * and restarts. Without metrics the region is private and has one slot:
- * the same code counts, nobody reads.
+ * and restarts. Without a supervisor the region is private and has one
+ * slot. The workers read each other's open-connection gauges for
+ * max_connections, so under a supervisor the region is shared with or
+ * without metrics.
  */
 #ifndef STARTTLSD_METRICS_SHM_H
 #define STARTTLSD_METRICS_SHM_H
@@ -46,6 +48,10 @@ void metrics_shm_use_slot(size_t index);
 
 /* metrics_shm_fold - slot INDEX's worker has exited: keep its counters */
 void metrics_shm_fold(size_t index);
+
+/* metrics_shm_open_connections - client connections open now in every
+ * live worker, for max_connections: a sum over the slots in use */
+uint64_t metrics_shm_open_connections(void);
 
 /* metrics_count_refused - a limit refused a connection on L before the
  * session began (the limits count here; README "Monitoring") */

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "ip_count.h"
 #include "tls.h"
 
 struct conn;
@@ -58,6 +59,11 @@ struct server {
 	bool stopping; /* SIGTERM: idle sessions got 421, drain_timer runs */
 	ev_timer drain_timer;
 	ev_timer accept_pause; /* after EMFILE: accept again a little later */
+	ev_tstamp accept_backoff; /* its current length; 0 while accepts succeed */
+	bool accept_starved; /* out of descriptors, logged once until an accept succeeds */
+	unsigned connections_auto; /* max_connections = auto: from RLIMIT_NOFILE (worker.c) */
+	unsigned handshakes; /* TLS handshakes in progress in this worker (max_handshakes) */
+	struct ip_count_table *per_ip; /* this worker's counts for max_per_ip */
 	ev_timer idle_sweep;   /* conn_release_idle_buffers */
 	ev_signal sig_term, sig_int;
 	ev_signal sig_reload; /* SIGHUP alone; SIGQUIT (retire) under the supervisor */

@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -32,6 +35,37 @@ static bool drop_privileges(const char *user)
 		log_error("still root after dropping privileges");
 		abort();
 	}
+	return true;
+}
+
+/* Descriptors that max_connections = auto keeps out of sessions: the
+ * listening sockets, the event loop's and the log's, files read at reload. */
+#define RESERVED_DESCRIPTORS 32
+
+/* connections_from_rlimit - max_connections = auto: each session holds two
+ * descriptors (client and backend), so (RLIMIT_NOFILE - 32) / 2, at least 1 */
+static unsigned connections_from_rlimit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 2u * UINT_MAX)
+		return UINT_MAX;
+	return rl.rlim_cur > RESERVED_DESCRIPTORS + 2 ? (unsigned)((rl.rlim_cur - RESERVED_DESCRIPTORS) / 2) : 1;
+}
+
+/* prepare_limits - what max_connections = auto and max_per_ip need */
+static bool prepare_limits(struct server *srv)
+{
+	srv->connections_auto = connections_from_rlimit();
+	if (srv->current->cfg.max_connections == 0)
+		log_info("max_connections = auto: %u", srv->connections_auto);
+	/* calloc maps it lazily: only the pages of addresses seen get resident. */
+	srv->per_ip = calloc(1, sizeof *srv->per_ip);
+	uint64_t seed;
+	if (!srv->per_ip || getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+		log_error("cannot set up the per-address counts: %s", strerror(errno));
+		return false;
+	}
+	ip_count_init(srv->per_ip, seed);
 	return true;
 }
 
@@ -125,7 +159,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	systemd_notify_reloading();
 	if (generation_reload(srv)) {
-		listener_start_all(srv);
+		listener_update_all(srv);
 		log_info("reloaded %s", srv->config_path);
 	}
 	notify_ready(srv); /* reloaded or refused: either way in service again */
@@ -146,7 +180,7 @@ int worker_run(struct server *srv, int pipe_fd)
 	bool supervised = pipe_fd >= 0;
 	supervisor_fd = pipe_fd;
 	const struct config *cfg = &srv->current->cfg;
-	if (cfg->user[0] && !drop_privileges(cfg->user))
+	if ((cfg->user[0] && !drop_privileges(cfg->user)) || !prepare_limits(srv))
 		return 1;
 	srv->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_signal_init(&srv->sig_term, on_stop, SIGTERM);
@@ -168,7 +202,7 @@ int worker_run(struct server *srv, int pipe_fd)
 	ev_timer_init(&srv->idle_sweep, on_idle_sweep, IDLE_SWEEP_SECONDS, IDLE_SWEEP_SECONDS);
 	srv->idle_sweep.data = srv;
 	ev_timer_start(srv->loop, &srv->idle_sweep);
-	listener_start_all(srv);
+	listener_update_all(srv);
 	if (supervised) {
 		log_debug("worker %ld: accepting as uid %ld", (long)getpid(), (long)getuid());
 		report(WORKER_ACCEPTING);
@@ -181,5 +215,6 @@ int worker_run(struct server *srv, int pipe_fd)
 	ev_timer_stop(srv->loop, &srv->drain_timer);
 	ev_timer_stop(srv->loop, &srv->idle_sweep);
 	generation_unref(srv->current);
+	free(srv->per_ip);
 	return 0;
 }

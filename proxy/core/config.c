@@ -13,6 +13,9 @@
 #define DURATION_MAX (7u * 24 * 3600)
 /* min_data_rate: a gigabyte a second is beyond any SMTP client */
 #define DATA_RATE_MAX (1000u * 1000 * 1000)
+/* Connection counts: far beyond what descriptors allow on one machine */
+#define CONNECTIONS_MAX (10u * 1000 * 1000)
+#define HANDSHAKES_DEFAULT 64
 
 struct parse_ctx {
 	const char *filename;
@@ -457,6 +460,41 @@ static bool key_metrics(struct parse_ctx *ctx, struct config *cfg, struct config
 	                       sizeof cfg->metrics.port);
 }
 
+/* parse_count - a number of connections, 0 to CONNECTIONS_MAX */
+static bool parse_count(struct parse_ctx *ctx, const char *key, const char *value, unsigned long min,
+                        unsigned *out)
+{
+	unsigned long n;
+	if (!parse_uint(value, strlen(value), CONNECTIONS_MAX, &n) || n < min)
+		return fail(ctx, ctx->line, "%s must be %lu to %u, not '%s'", key, min, CONNECTIONS_MAX, value);
+	*out = (unsigned)n;
+	return true;
+}
+
+static bool key_max_connections(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                const char *v)
+{
+	unsigned long n = 0;
+	(void)l;
+	if (strcmp(v, "auto") != 0 && (!parse_uint(v, strlen(v), CONNECTIONS_MAX, &n) || n == 0))
+		return fail(ctx, ctx->line, "max_connections must be auto or 1 to %u, not '%s'", CONNECTIONS_MAX, v);
+	cfg->max_connections = (unsigned)n;
+	return true;
+}
+
+static bool key_max_handshakes(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                               const char *v)
+{
+	(void)l;
+	return parse_count(ctx, "max_handshakes", v, 1, &cfg->max_handshakes);
+}
+
+static bool key_max_per_ip(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	return parse_count(ctx, "max_per_ip", v, 0, &l->max_per_ip);
+}
+
 enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
 
 /* The key table: every key, where it may stand, whether it may repeat. */
@@ -491,6 +529,9 @@ static const struct key_def {
 	{ "min_data_rate", SCOPE_LISTENER, key_min_data_rate, false },
 	{ "min_data_rate_grace", SCOPE_LISTENER, key_min_data_rate_grace, false },
 	{ "metrics", SCOPE_GLOBAL, key_metrics, false },
+	{ "max_connections", SCOPE_GLOBAL, key_max_connections, false },
+	{ "max_handshakes", SCOPE_GLOBAL, key_max_handshakes, false },
+	{ "max_per_ip", SCOPE_LISTENER, key_max_per_ip, false },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 _Static_assert(N_KEYS <= 64, "a key seen once is one bit of a uint64_t");
@@ -610,6 +651,7 @@ bool config_parse(const char *text, size_t len, const char *filename, struct con
 	memset(cfg_r, 0, sizeof *cfg_r);
 	cfg_r->log_level = CONFIG_LOG_INFO;
 	cfg_r->drain_timeout = 60;
+	cfg_r->max_handshakes = HANDSHAKES_DEFAULT;
 
 	size_t pos = 0;
 	while (pos < len) {

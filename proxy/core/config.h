@@ -88,6 +88,9 @@ struct config_listener {
 	 * seconds; 0: no minimum */
 	unsigned min_data_rate;
 	unsigned min_data_rate_grace; /* seconds */
+	/* Connections at once from one client address (IPv6: one /64) on
+	 * this listener, per worker; 0: no limit */
+	unsigned max_per_ip;
 };
 
 struct config {
@@ -98,6 +101,8 @@ struct config {
 	char pid_file[CONFIG_PATH_MAX];
 	unsigned drain_timeout; /* seconds */
 	struct config_listen metrics; /* metrics = ADDR:PORT; host "" when off */
+	unsigned max_connections; /* client connections over all workers; 0: auto (the edge sizes it) */
+	unsigned max_handshakes;  /* TLS handshakes in progress at once, per worker */
 	struct config_listener listeners[CONFIG_MAX_LISTENERS];
 	size_t n_listeners;
 };

@@ -55,6 +55,7 @@ int main(void)
 	run_data_scanner_tests();
 	run_ehlo_filter_tests();
 	run_http_request_tests();
+	run_ip_count_tests();
 	run_metrics_tests();
 	run_proxy_header_tests();
 	run_session_tests();

@@ -25,6 +25,7 @@ void run_config_tests(void);
 void run_data_scanner_tests(void);
 void run_ehlo_filter_tests(void);
 void run_http_request_tests(void);
+void run_ip_count_tests(void);
 void run_metrics_tests(void);
 void run_proxy_header_tests(void);
 void run_session_tests(void);

@@ -72,6 +72,14 @@ static void test_valid(void)
 	CHECK(l->session_timeout == 1200 && l->min_data_rate == 1000 && l->min_data_rate_grace == 2, "limits set");
 	CHECK(parse(MINIMAL "session_timeout = 0\nmin_data_rate = 0\nmin_data_rate_grace = 0\n"), err);
 	CHECK(l->session_timeout == 0 && l->min_data_rate == 0 && l->min_data_rate_grace == 0, "0 turns them off");
+
+	CHECK(parse(MINIMAL), err);
+	CHECK(cfg.max_connections == 0 && cfg.max_handshakes == 64 && l->max_per_ip == 0,
+	      "connection limits default to auto, 64 handshakes, no per-IP limit");
+	CHECK(parse("max_connections = 5000\nmax_handshakes = 8\n" MINIMAL "max_per_ip = 10\n"), err);
+	CHECK(cfg.max_connections == 5000 && cfg.max_handshakes == 8 && l->max_per_ip == 10, "limits set");
+	CHECK(parse("max_connections = auto\n" MINIMAL "max_per_ip = 0\n"), err);
+	CHECK(cfg.max_connections == 0 && l->max_per_ip == 0, "auto, and 0 turns max_per_ip off");
 }
 
 static const struct {
@@ -93,6 +101,12 @@ static const struct {
 	{ MINIMAL "min_data_rate = 1000000001\n", "t.conf:5: min_data_rate must be 0 to 1000000000 bytes per second, not '1000000001'" },
 	{ MINIMAL "min_data_rate = 1\nmin_data_rate = 2\n", "t.conf:6: min_data_rate given twice" },
 	{ MINIMAL "tls = starttls\ntls = implicit\n", "t.conf:6: tls given twice" },
+	{ "max_connections = 0\n" MINIMAL, "t.conf:1: max_connections must be auto or 1 to 10000000, not '0'" },
+	{ "max_connections = 10000001\n" MINIMAL, "t.conf:1: max_connections must be auto or 1 to 10000000, not '10000001'" },
+	{ "max_handshakes = 0\n" MINIMAL, "t.conf:1: max_handshakes must be 1 to 10000000, not '0'" },
+	{ MINIMAL "max_per_ip = -1\n", "t.conf:5: max_per_ip must be 0 to 10000000, not '-1'" },
+	{ MINIMAL "max_connections = 10\n", "t.conf:5: max_connections is a global key: put it before the first [section]" },
+	{ "max_per_ip = 10\n" MINIMAL, "t.conf:1: max_per_ip belongs in a [listener] section" },
 	{ MINIMAL "tls = ssl\n", "t.conf:5: tls must be starttls or implicit, not 'ssl'" },
 	{ MINIMAL "user = mail\n", "t.conf:5: user is a global key: put it before the first [section]" },
 	{ "listen = 127.0.0.1:25\n", "t.conf:1: listen belongs in a [listener] section" },
