@@ -186,7 +186,7 @@ static void by_table(struct text *t, const char *name, const char *key, const ch
 static void render_listeners(struct text *t, const struct metrics_view *v)
 {
 	const struct metrics_slot *s = v->sum;
-	family(t, "starttlsd_connections_accepted_total", "counter", "Client connections accepted.");
+	family(t, "starttlsd_connections_accepted_total", "counter", "Client connections accepted, those refused by a limit included.");
 	for (size_t i = 0; i < METRICS_MAX_LISTENERS; i++)
 		if (v->listener_names[i][0])
 			counter(t, "starttlsd_connections_accepted_total", "listener", v->listener_names[i], NULL, NULL,
