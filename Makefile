@@ -7,6 +7,8 @@
 #   make check      install what the tests need, run every test, also under
 #                   ASan and UBSan
 #   make SANITIZER=address,undefined   a sanitizer build
+#   make deb        the Debian package; make package-check tests it and
+#                   the container image (packaging/package.mk)
 
 CC ?= cc
 SANITIZER ?=
@@ -126,6 +128,7 @@ unit: $(BUILD)/run_unit
 
 include tests/tests.mk
 include tests/bench/bench.mk
+include packaging/package.mk
 
 clean:
 	rm -rf build build-* proxy/starttlsd
