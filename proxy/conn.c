@@ -69,6 +69,7 @@ struct conn {
 	bool handshake_wants_write;
 	bool read_wants_write, write_wants_read;
 	bool client_eof;
+	bool client_eof_told;    /* session_client_eof() called (tell_client_eof) */
 	bool start_tls;  /* ACT_START_TLS: flush the 220, then handshake */
 	bool closing;    /* ACT_CLOSE_AFTER_FLUSH: flush, then close */
 	bool lingering;  /* output written; waiting for the client to close */
@@ -237,14 +238,28 @@ static void conn_free(struct conn *c)
 
 /* ---- the client side ---- */
 
+/* tell_client_eof - the session hears of the client's end once it has
+ * taken every byte that came before it: pipelined commands that wait for
+ * the greeting or a reply are still run (RFC 2920 section 3.2 loses no
+ * input), however early the client closed its sending side */
+static void tell_client_eof(struct conn *c)
+{
+	if (c->client_eof && !c->client_eof_told && c->cin_len == 0) {
+		c->client_eof_told = true;
+		session_client_eof(&c->session);
+	}
+}
+
 /* client_closed - the client's EOF */
 static void client_closed(struct conn *c)
 {
 	c->client_eof = true;
-	session_client_eof(&c->session);
-	/* Gone before the greeting: nothing can reach it any more, so the
-	 * backend is released now, not at connect_timeout. */
-	if (!c->backend_greeted)
+	tell_client_eof(c);
+	/* Gone before the greeting without a word: nothing is owed to it, so
+	 * the backend is released now, not at connect_timeout. A client that
+	 * sent commands and then closed only its sending side (gnutls-cli and
+	 * nc at the end of their input) still reads their replies. */
+	if (!c->backend_greeted && c->bytes_in == 0)
 		fail(c, "client-closed");
 }
 
@@ -686,6 +701,7 @@ static bool feed(struct conn *c)
 		if (was_open || c->message_open)
 			c->message_bytes += used;
 	}
+	tell_client_eof(c);
 	return moved;
 }
 

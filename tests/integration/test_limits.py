@@ -150,6 +150,46 @@ def test_backend_released_when_client_leaves_before_greeting(proxy_for):
         backend.close()
 
 
+def test_half_closed_client_still_gets_its_replies(proxy_for):
+    """A client that pipelines its commands and closes only its sending side
+    before the backend greets (gnutls-cli and nc at the end of their input)
+    is owed replies: the backend is not released early for it."""
+    backend = socket.socket()
+    backend.bind(("127.0.0.1", 0))
+    backend.listen(4)
+    backend.settimeout(TIMEOUT)
+    try:
+        proxy = proxy_for("127.0.0.1:%d" % backend.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", proxy.port("smtp")), timeout=TIMEOUT)
+        conn, _ = backend.accept()
+        conn.settimeout(TIMEOUT)
+        client.sendall(b"NOOP\r\nQUIT\r\n")
+        client.shutdown(socket.SHUT_WR)
+        # Likely after the proxy has read the client's end; either order must work.
+        time.sleep(0.5)
+        conn.sendall(b"220 late.test ESMTP\r\n")
+        # No PIPELINING was offered: one command at a time.
+        for command, reply in ((b"NOOP\r\n", b"250 2.0.0 Ok\r\n"), (b"QUIT\r\n", b"221 2.0.0 Bye\r\n")):
+            got = b""
+            while not got.endswith(b"\r\n"):
+                chunk = conn.recv(4096)
+                assert chunk, got
+                got += chunk
+            assert got == command, got
+            conn.sendall(reply)
+        conn.close()
+        replies = b""
+        while True:
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            replies += chunk
+        assert replies == b"220 late.test ESMTP\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n", replies
+        client.close()
+    finally:
+        backend.close()
+
+
 def test_memory_given_back_after_a_burst(sink, start_proxy):
     """1,000 TLS sessions at once, then none: the worker's VmRSS returns close
     to where it started (glibc keeps freed heap pages unless given back)."""
