@@ -42,6 +42,12 @@
  * on). */
 #define PROXY_HEADER_SECONDS 5.0
 #define PROXY_HEADER_RECHECK 0.02
+/* The TLS session's socket buffers (tls.h): reading ahead, a whole record
+ * (16,645 bytes at most, RFC 8446 section 5.2) and the next one's header;
+ * gathering, a handshake flight with its chain, or a few replies and a
+ * close_notify. */
+#define TLS_READ_AHEAD_CAP (5 * 4096)
+#define TLS_GATHER_CAP 4096
 /* Heap pages go back to the system once this many sessions have ended
  * since the peak, and at least half of them (give_back_heap). */
 #define TRIM_AFTER_CLOSED 64
@@ -67,6 +73,7 @@ struct conn {
 	bool client_eof;
 	bool start_tls;  /* ACT_START_TLS: flush the 220, then handshake */
 	bool closing;    /* ACT_CLOSE_AFTER_FLUSH: flush, then close */
+	bool bye_gathered; /* close_notify is behind the last reply */
 	bool lingering;  /* output written; waiting for the client to close */
 	bool dead;
 	bool backend_connecting, backend_greeted;
@@ -103,10 +110,12 @@ struct conn {
 	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
+	uint8_t tls_read_ahead[TLS_READ_AHEAD_CAP];
+	uint8_t tls_gather[TLS_GATHER_CAP];
 };
 
-/* A connection is placed in its page-aligned allocation so that its four
- * I/O buffers start on a page boundary and all of its state, the
+/* A connection is placed in its page-aligned allocation so that its I/O
+ * buffers start on a page boundary and all of its state, the
  * session's included, fits in the one page before them: an idle session
  * holds that page only. */
 #define PAGE_SIZE_ASSUMED 4096
@@ -124,8 +133,12 @@ _Static_assert(offsetof(struct conn, cin) ==
                        offsetof(struct conn, session) + offsetof(struct session, out_backend_storage) +
                                SESSION_OUT_CAP &&
                        offsetof(struct conn, bin) == offsetof(struct conn, cin) + CONN_INPUT_CAP &&
-                       CONN_INPUT_CAP % PAGE_SIZE_ASSUMED == 0 && SESSION_OUT_CAP % PAGE_SIZE_ASSUMED == 0,
-               "the four I/O buffers form one range of whole pages");
+                       offsetof(struct conn, tls_read_ahead) == offsetof(struct conn, bin) + CONN_INPUT_CAP &&
+                       offsetof(struct conn, tls_gather) ==
+                               offsetof(struct conn, tls_read_ahead) + TLS_READ_AHEAD_CAP &&
+                       CONN_INPUT_CAP % PAGE_SIZE_ASSUMED == 0 && SESSION_OUT_CAP % PAGE_SIZE_ASSUMED == 0 &&
+                       TLS_READ_AHEAD_CAP % PAGE_SIZE_ASSUMED == 0 && TLS_GATHER_CAP % PAGE_SIZE_ASSUMED == 0,
+               "the I/O buffers form one range of whole pages");
 
 _Static_assert(CONN_INPUT_CAP >= SESSION_AUTH_LINE_MAX, "an input buffer holds the longest line (session.h)");
 
@@ -396,7 +409,9 @@ static bool handshake_step(struct conn *c)
 /* begin_handshake - from now on the client speaks TLS */
 static void begin_handshake(struct conn *c)
 {
-	c->tls = tls_conn_new(c->listener->creds, c->cfd);
+	struct tls_buffers bufs = { c->tls_read_ahead, sizeof c->tls_read_ahead, c->tls_gather,
+		                    sizeof c->tls_gather };
+	c->tls = tls_conn_new(c->listener->creds, c->cfd, bufs);
 	if (!c->tls) {
 		log_error("client %s: cannot create a TLS session", c->peer);
 		fail(c, "tls-setup-failed");
@@ -406,16 +421,19 @@ static void begin_handshake(struct conn *c)
 	c->cin_len = 0;
 	c->client_tls = CLIENT_HANDSHAKE;
 	c->handshake_wants_write = false;
-	c->c_readable = c->c_writable = true;
+	/* After STARTTLS's 220 the ClientHello cannot be there yet: poll
+	 * says when it is. With implicit TLS it often came with the
+	 * connection. */
+	c->c_readable = c->listener->cfg->tls == CONFIG_TLS_IMPLICIT;
+	c->c_writable = true;
 	ev_timer_set(&c->handshake_timer, c->listener->cfg->handshake_timeout, 0);
 	ev_timer_start(c->srv->loop, &c->handshake_timer);
 }
 
-/* begin_linger - all output is out: half-close, then wait for the client */
+/* begin_linger - all output is out, close_notify included: half-close,
+ * then wait for the client */
 static void begin_linger(struct conn *c)
 {
-	if (c->client_tls == CLIENT_TLS)
-		tls_bye(c->tls);
 	shutdown(c->cfd, SHUT_WR);
 	close_backend(c);
 	c->lingering = true;
@@ -698,7 +716,38 @@ static bool client_output_pending(struct conn *c)
 {
 	size_t len;
 	(void)session_output_to_client(&c->session, &len);
-	return len > 0 || c->tls_write_len > 0;
+	return len > 0 || c->tls_write_len > 0 || (c->tls && tls_unsent(c->tls) > 0);
+}
+
+/* say_goodbye - closing over TLS: close_notify goes right behind the last
+ * reply, so that both leave in one flush */
+static void say_goodbye(struct conn *c)
+{
+	size_t len;
+	(void)session_output_to_client(&c->session, &len);
+	if (!c->closing || c->client_tls != CLIENT_TLS || c->bye_gathered || len > 0 || c->tls_write_len > 0)
+		return;
+	tls_bye(c->tls);
+	c->bye_gathered = true;
+}
+
+/* client_flush - what TLS gathered in this round leaves in one call */
+static void client_flush(struct conn *c)
+{
+	if (!c->tls || tls_unsent(c->tls) == 0 || !c->c_writable)
+		return;
+	const char *reason = NULL;
+	switch (tls_flush(c->tls, &reason)) {
+	case TLS_IO_OK:
+		break;
+	case TLS_IO_ERROR:
+		log_debug("client %s: TLS write: %s", c->peer, reason);
+		fail(c, "client-write-error");
+		break;
+	default:
+		c->c_writable = false;
+		break;
+	}
 }
 
 /* set_watcher - start, stop or change one io watcher */
@@ -724,6 +773,8 @@ static void update_watchers(struct conn *c)
 		client = c->proxy_header_late ? 0 : EV_READ;
 	} else if (c->client_tls == CLIENT_HANDSHAKE) {
 		client = c->handshake_wants_write ? EV_WRITE : EV_READ;
+		if (tls_unsent(c->tls) > 0)
+			client |= EV_WRITE; /* a flight the socket did not take at once */
 	} else {
 		bool want_read = !c->client_eof && !c->start_tls && !c->closing && c->cin_len < sizeof c->cin;
 		bool want_write = client_output_pending(c);
@@ -788,6 +839,10 @@ static void conn_run(struct conn *c)
 				break;
 			progress |= client_write(c);
 			progress |= backend_write(c);
+			say_goodbye(c);
+			client_flush(c);
+			if (c->dead)
+				break;
 			/* TLS data already decrypted is invisible to poll. */
 			if (c->client_tls == CLIENT_TLS && c->tls && tls_pending(c->tls) > 0 &&
 			    c->cin_len < sizeof c->cin)
@@ -825,6 +880,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 	/* Either readiness may unblock a TLS read or write (the two traps). */
 	if (revents & (EV_READ | EV_CUSTOM))
 		c->c_readable = true;
+	if ((revents & EV_READ) && c->tls)
+		tls_socket_readable(c->tls);
 	if (revents & (EV_WRITE | EV_CUSTOM))
 		c->c_writable = true;
 	if (c->read_wants_write && (revents & EV_WRITE))
@@ -1144,12 +1201,13 @@ void conn_release_idle_buffers(struct server *srv)
 	give_back_heap(srv);
 	for (struct conn *c = srv->conns; c; c = c->next) {
 		bool empty = c->cin_len == 0 && c->bin_len == 0 && buf_pending(&c->session.out_client) == 0 &&
-		             buf_pending(&c->session.out_backend) == 0;
+		             buf_pending(&c->session.out_backend) == 0 &&
+		             (!c->tls || (tls_pending(c->tls) == 0 && tls_unsent(c->tls) == 0));
 		if (!c->io_since_sweep && !c->buffers_released && empty) {
 			/* Private anonymous memory reads back as zeros: right for
 			 * empty buffers. */
 			uint8_t *start = c->session.out_client_storage;
-			size_t len = (size_t)(c->bin + CONN_INPUT_CAP - start);
+			size_t len = (size_t)(c->tls_gather + TLS_GATHER_CAP - start);
 			c->buffers_released = madvise(start, len, MADV_DONTNEED) == 0;
 		}
 		if (c->io_since_sweep)
