@@ -280,6 +280,7 @@ static bool client_read(struct conn *c)
 		}
 		c->cin_len += (size_t)n;
 		c->bytes_in += (size_t)n;
+		c->c_readable = (size_t)n == room; /* short: poll tells when more comes */
 		return true;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -504,9 +505,11 @@ static bool backend_read(struct conn *c)
 {
 	if (c->bfd < 0 || c->backend_connecting || !c->b_readable || c->bin_len == sizeof c->bin)
 		return false;
-	ssize_t n = recv(c->bfd, c->bin + c->bin_len, sizeof c->bin - c->bin_len, 0);
+	size_t room = sizeof c->bin - c->bin_len;
+	ssize_t n = recv(c->bfd, c->bin + c->bin_len, room, 0);
 	if (n > 0) {
 		c->bin_len += (size_t)n;
+		c->b_readable = (size_t)n == room; /* short: poll tells when more comes */
 		if (!c->backend_greeted) {
 			c->backend_greeted = true;
 			ev_timer_stop(c->srv->loop, &c->connect_timer);
