@@ -75,11 +75,22 @@ static bool old_has(const struct generation *old, const struct listener *l, cons
 	return false;
 }
 
+/* tune_listening - what the accepted connections inherit (Linux copies a
+ * listening socket's TCP options to each one it accepts): TCP_NODELAY, as
+ * SMTP is a dialogue of short lines that must never wait to fill a
+ * segment */
+static void tune_listening(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 /* add_socket - one more socket for L */
 static bool add_socket(struct listener *l, int fd, const struct config_listen *a)
 {
 	if (l->n_sockets == sizeof l->sockets / sizeof l->sockets[0])
 		return false;
+	tune_listening(fd);
 	struct listen_socket *s = &l->sockets[l->n_sockets++];
 	s->fd = fd;
 	s->owner = l;
@@ -300,8 +311,6 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return; /* EAGAIN, or an aborted connection */
 		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
 		if (s->owner->server->shares_sockets)
 			return;
