@@ -78,11 +78,16 @@ static bool old_has(const struct generation *old, const struct listener *l, cons
 /* tune_listening - what the accepted connections inherit (Linux copies a
  * listening socket's TCP options to each one it accepts): TCP_NODELAY, as
  * SMTP is a dialogue of short lines that must never wait to fill a
- * segment */
-static void tune_listening(int fd)
+ * segment; and for implicit TLS, where the client speaks first,
+ * TCP_DEFER_ACCEPT, so that a connection is accepted with its ClientHello
+ * and the first read finds it. Never for STARTTLS, where the server speaks
+ * first: it is cleared, as a socket kept over a reload may have had it. */
+static void tune_listening(const struct listener *l, int fd)
 {
 	int one = 1;
+	int defer_seconds = l->cfg->tls == CONFIG_TLS_IMPLICIT ? (int)l->cfg->handshake_timeout : 0;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds, sizeof defer_seconds);
 }
 
 /* add_socket - one more socket for L */
@@ -90,7 +95,7 @@ static bool add_socket(struct listener *l, int fd, const struct config_listen *a
 {
 	if (l->n_sockets == sizeof l->sockets / sizeof l->sockets[0])
 		return false;
-	tune_listening(fd);
+	tune_listening(l, fd);
 	struct listen_socket *s = &l->sockets[l->n_sockets++];
 	s->fd = fd;
 	s->owner = l;
