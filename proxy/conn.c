@@ -438,7 +438,7 @@ static void begin_linger(struct conn *c)
 	shutdown(c->cfd, SHUT_WR);
 	close_backend(c);
 	c->lingering = true;
-	c->c_readable = true;
+	c->c_readable = false; /* its answer to the close cannot be there yet */
 	ev_timer_set(&c->linger_timer, LINGER_SECONDS, 0);
 	ev_timer_start(c->srv->loop, &c->linger_timer);
 }
