@@ -1150,7 +1150,7 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	c->proxy_timer.data = c;
 	c->accepted_at = ev_now(srv->loop);
 
-	log_debug("client %s: connected to listener %s (worker %ld)", c->peer, l->cfg->name, (long)getpid());
+	log_debug("client %s: connected to listener %s (worker %ld)", c->peer, l->cfg->name, srv->worker_pid);
 	if (l->cfg->accept_proxy && peer_listed(l->cfg, peer)) {
 		/* PROXY protocol section 2: nothing before a valid header. */
 		c->awaiting_proxy = true;
