@@ -93,7 +93,8 @@ struct conn {
 	bool message_open;        /* session_message_open(), as last seen */
 	ev_tstamp message_opened_at;
 	uint64_t message_bytes;   /* client bytes the session used since then */
-	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr) */
+	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr);
+	                                                  * local_addr is asked only for that */
 	char xclient_addr[INET6_ADDRSTRLEN + 8];
 	const char *end_reason;
 	char peer[64];
@@ -569,9 +570,18 @@ static bool send_client_addr(struct conn *c)
 	uint8_t header[PROXY_HEADER_WRITE_MAX];
 	size_t n = 0;
 	enum config_client_addr mode = c->listener->cfg->client_addr;
+	if (mode != CONFIG_CLIENT_ADDR_PROXY_V1 && mode != CONFIG_CLIENT_ADDR_PROXY_V2)
+		return true;
+	if (c->local_addr.ss_family == AF_UNSPEC) {
+		/* Asked only here, the one place it is told; a PROXY header
+		 * from a load balancer has set it already. */
+		socklen_t local_len = sizeof c->local_addr;
+		if (getsockname(c->cfd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
+			c->local_addr.ss_family = AF_UNSPEC;
+	}
 	if (mode == CONFIG_CLIENT_ADDR_PROXY_V1) {
 		n = proxy_header_write_v1(&c->client_addr, &c->local_addr, header, sizeof header);
-	} else if (mode == CONFIG_CLIENT_ADDR_PROXY_V2) {
+	} else {
 		/* With implicit TLS the handshake is over: its facts go along. */
 		char version[64] = "", sni[256];
 		struct proxy_tls_facts tls = { version, NULL, NULL };
@@ -587,8 +597,6 @@ static bool send_client_addr(struct conn *c)
 		}
 		n = proxy_header_write_v2(&c->client_addr, &c->local_addr,
 		                          c->client_tls == CLIENT_TLS ? &tls : NULL, header, sizeof header);
-	} else {
-		return true;
 	}
 	return n > 0 && send(c->bfd, header, n, MSG_NOSIGNAL) == (ssize_t)n;
 }
@@ -1110,9 +1118,6 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	format_addr(peer, c->peer, sizeof c->peer);
 	memcpy(&c->client_addr, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                                          : sizeof(struct sockaddr_in));
-	socklen_t local_len = sizeof c->local_addr;
-	if (getsockname(fd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
-		c->local_addr.ss_family = AF_UNSPEC;
 
 	init_session(c);
 
