@@ -147,6 +147,8 @@ static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
 static void init_session(struct conn *c);
 static void start_backend_connect(struct conn *c, size_t index);
+static bool header_first(const struct conn *c);
+static void try_next_backend(struct conn *c, int error);
 
 /* fail - end the connection now, for REASON */
 static void fail(struct conn *c, const char *reason)
@@ -523,6 +525,10 @@ static bool backend_read(struct conn *c)
 		c->b_readable = false;
 		return false;
 	}
+	if (n < 0 && !c->backend_greeted && !header_first(c)) {
+		try_next_backend(c, errno); /* the connect failed (finish_backend_connect) */
+		return true;
+	}
 	/* Replies already read are still delivered before the 421. */
 	if (c->bin_len > 0)
 		(void)session_from_backend(&c->session, c->bin, c->bin_len);
@@ -618,22 +624,18 @@ static void start_backend_connect(struct conn *c, size_t index)
 	c->bio_events = 0;
 }
 
-/* finish_backend_connect - the non-blocking connect is over */
-static bool finish_backend_connect(struct conn *c)
+/* header_first - client_addr = proxy-v1 or proxy-v2: the backend hears
+ * the header before it greets */
+static bool header_first(const struct conn *c)
 {
-	if (!c->backend_connecting || !c->b_writable)
-		return false;
-	int error = backend_connect_result(c->bfd);
-	if (error == 0) {
-		c->backend_connecting = false;
-		c->b_readable = true;
-		if (!send_client_addr(c)) {
-			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
-			close_backend(c);
-			backend_failed(c);
-		}
-		return true;
-	}
+	enum config_client_addr mode = c->listener->cfg->client_addr;
+	return mode == CONFIG_CLIENT_ADDR_PROXY_V1 || mode == CONFIG_CLIENT_ADDR_PROXY_V2;
+}
+
+/* try_next_backend - the connect failed with ERROR: the next address, or
+ * a 421 when none is left */
+static void try_next_backend(struct conn *c, int error)
+{
 	size_t next = c->backend_index + 1;
 	ev_io_stop(c->srv->loop, &c->bio);
 	close(c->bfd);
@@ -641,10 +643,35 @@ static bool finish_backend_connect(struct conn *c)
 	c->backend_connecting = false;
 	if (next < c->listener->backend.n) {
 		start_backend_connect(c, next);
-		return true;
+		return;
 	}
 	log_warning("client %s: backend unreachable: %s", c->peer, strerror(error));
 	backend_failed(c);
+}
+
+/* finish_backend_connect - the non-blocking connect is over. Without a
+ * header to send first, the greeting's readability says so and its read
+ * tells a refused connect (backend_read); asking the socket for its error
+ * would be one more call. */
+static bool finish_backend_connect(struct conn *c)
+{
+	if (!c->backend_connecting)
+		return false;
+	bool header = header_first(c);
+	if (header ? !c->b_writable : !c->b_readable)
+		return false;
+	int error = header ? backend_connect_result(c->bfd) : 0;
+	if (error == 0) {
+		c->backend_connecting = false;
+		c->b_readable = c->b_writable = true; /* a fresh socket's buffers are empty */
+		if (!send_client_addr(c)) {
+			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
+			close_backend(c);
+			backend_failed(c);
+		}
+		return true;
+	}
+	try_next_backend(c, error);
 	return true;
 }
 
@@ -798,7 +825,7 @@ static void update_watchers(struct conn *c)
 		size_t len;
 		(void)session_output_to_backend(&c->session, &len);
 		if (c->backend_connecting)
-			backend = EV_WRITE;
+			backend = header_first(c) ? EV_WRITE : EV_READ;
 		else {
 			if (c->bin_len < sizeof c->bin)
 				backend |= EV_READ;
