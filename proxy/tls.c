@@ -224,9 +224,9 @@ enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r)
 		return TLS_IO_WANT_READ; /* a warning alert: go on */
 	/* RFC 8446 section 6.2: a fatal error is told to the peer with its
 	 * alert; best effort, the connection closes either way. */
-	const char *unsent;
+	const char *flush_failure;
 	(void)gnutls_alert_send_appropriate(t->session, r);
-	(void)tls_flush(t, &unsent);
+	(void)tls_flush(t, &flush_failure);
 	*reason_r = handshake_failure(r);
 	return TLS_IO_ERROR;
 }
