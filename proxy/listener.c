@@ -81,11 +81,14 @@ static bool old_has(const struct generation *old, const struct listener *l, cons
  * segment; and for implicit TLS, where the client speaks first,
  * TCP_DEFER_ACCEPT, so that a connection is accepted with its ClientHello
  * and the first read finds it. Never for STARTTLS, where the server speaks
- * first: it is cleared, as a socket kept over a reload may have had it. */
+ * first, nor with accept_proxy, whose header has its own time limit and
+ * whose connections are counted and limited from accept on: it is cleared,
+ * as a socket kept over a reload may have had it. */
 static void tune_listening(const struct listener *l, int fd)
 {
 	int one = 1;
-	int defer_seconds = l->cfg->tls == CONFIG_TLS_IMPLICIT ? (int)l->cfg->handshake_timeout : 0;
+	bool client_hello_first = l->cfg->tls == CONFIG_TLS_IMPLICIT && !l->cfg->accept_proxy;
+	int defer_seconds = client_hello_first ? (int)l->cfg->handshake_timeout : 0;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds, sizeof defer_seconds);
 }
