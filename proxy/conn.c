@@ -42,6 +42,12 @@
  * on). */
 #define PROXY_HEADER_SECONDS 5.0
 #define PROXY_HEADER_RECHECK 0.02
+/* The TLS session's socket buffers (tls.h): reading ahead, a whole record
+ * (16,645 bytes at most, RFC 8446 section 5.2) and the next one's header;
+ * gathering, a handshake flight with its chain, or a few replies and a
+ * close_notify. */
+#define TLS_READ_AHEAD_CAP (5 * 4096)
+#define TLS_GATHER_CAP 4096
 /* Heap pages go back to the system once this many sessions have ended
  * since the peak, and at least half of them (give_back_heap). */
 #define TRIM_AFTER_CLOSED 64
@@ -72,6 +78,7 @@ struct conn {
 	bool client_eof_told;    /* session_client_eof() called (tell_client_eof) */
 	bool start_tls;  /* ACT_START_TLS: flush the 220, then handshake */
 	bool closing;    /* ACT_CLOSE_AFTER_FLUSH: flush, then close */
+	bool bye_gathered; /* close_notify is behind the last reply */
 	bool lingering;  /* output written; waiting for the client to close */
 	bool dead;
 	bool backend_connecting, backend_greeted;
@@ -94,7 +101,8 @@ struct conn {
 	bool message_open;        /* session_message_open(), as last seen */
 	ev_tstamp message_opened_at;
 	uint64_t message_bytes;   /* client bytes the session used since then */
-	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr) */
+	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr);
+	                                                  * local_addr is asked only for that */
 	char xclient_addr[INET6_ADDRSTRLEN + 8];
 	const char *end_reason;
 	char peer[64];
@@ -111,10 +119,12 @@ struct conn {
 	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
+	uint8_t tls_read_ahead[TLS_READ_AHEAD_CAP];
+	uint8_t tls_gather[TLS_GATHER_CAP];
 };
 
-/* A connection is placed in its page-aligned allocation so that its four
- * I/O buffers start on a page boundary and all of its state, the
+/* A connection is placed in its page-aligned allocation so that its I/O
+ * buffers start on a page boundary and all of its state, the
  * session's included, fits in the one page before them: an idle session
  * holds that page only. */
 #define PAGE_SIZE_ASSUMED 4096
@@ -132,8 +142,12 @@ _Static_assert(offsetof(struct conn, cin) ==
                        offsetof(struct conn, session) + offsetof(struct session, out_backend_storage) +
                                SESSION_OUT_CAP &&
                        offsetof(struct conn, bin) == offsetof(struct conn, cin) + CONN_INPUT_CAP &&
-                       CONN_INPUT_CAP % PAGE_SIZE_ASSUMED == 0 && SESSION_OUT_CAP % PAGE_SIZE_ASSUMED == 0,
-               "the four I/O buffers form one range of whole pages");
+                       offsetof(struct conn, tls_read_ahead) == offsetof(struct conn, bin) + CONN_INPUT_CAP &&
+                       offsetof(struct conn, tls_gather) ==
+                               offsetof(struct conn, tls_read_ahead) + TLS_READ_AHEAD_CAP &&
+                       CONN_INPUT_CAP % PAGE_SIZE_ASSUMED == 0 && SESSION_OUT_CAP % PAGE_SIZE_ASSUMED == 0 &&
+                       TLS_READ_AHEAD_CAP % PAGE_SIZE_ASSUMED == 0 && TLS_GATHER_CAP % PAGE_SIZE_ASSUMED == 0,
+               "the I/O buffers form one range of whole pages");
 
 _Static_assert(CONN_INPUT_CAP >= SESSION_AUTH_LINE_MAX, "an input buffer holds the longest line (session.h)");
 
@@ -141,6 +155,8 @@ static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
 static void init_session(struct conn *c);
 static void start_backend_connect(struct conn *c, size_t index);
+static bool header_first(const struct conn *c);
+static void try_next_backend(struct conn *c, int error);
 
 /* fail - end the connection now, for REASON */
 static void fail(struct conn *c, const char *reason)
@@ -305,6 +321,7 @@ static bool client_read(struct conn *c)
 		}
 		c->cin_len += (size_t)n;
 		c->bytes_in += (size_t)n;
+		c->c_readable = (size_t)n == room; /* short: poll tells when more comes */
 		return true;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -435,7 +452,9 @@ static bool handshake_step(struct conn *c)
 /* begin_handshake - from now on the client speaks TLS */
 static void begin_handshake(struct conn *c)
 {
-	c->tls = tls_conn_new(c->listener->creds, c->cfd);
+	struct tls_buffers bufs = { c->tls_read_ahead, sizeof c->tls_read_ahead, c->tls_gather,
+		                    sizeof c->tls_gather };
+	c->tls = tls_conn_new(c->listener->creds, c->cfd, bufs);
 	if (!c->tls) {
 		log_error("client %s: cannot create a TLS session", c->peer);
 		fail(c, "tls-setup-failed");
@@ -447,20 +466,23 @@ static void begin_handshake(struct conn *c)
 	c->srv->handshakes++;
 	listener_update_all(c->srv); /* max_handshakes */
 	c->handshake_wants_write = false;
-	c->c_readable = c->c_writable = true;
+	/* After STARTTLS's 220 the ClientHello cannot be there yet: poll
+	 * says when it is. With implicit TLS it often came with the
+	 * connection. */
+	c->c_readable = c->listener->cfg->tls == CONFIG_TLS_IMPLICIT;
+	c->c_writable = true;
 	ev_timer_set(&c->handshake_timer, c->listener->cfg->handshake_timeout, 0);
 	ev_timer_start(c->srv->loop, &c->handshake_timer);
 }
 
-/* begin_linger - all output is out: half-close, then wait for the client */
+/* begin_linger - all output is out, close_notify included: half-close,
+ * then wait for the client */
 static void begin_linger(struct conn *c)
 {
-	if (c->client_tls == CLIENT_TLS)
-		tls_bye(c->tls);
 	shutdown(c->cfd, SHUT_WR);
 	close_backend(c);
 	c->lingering = true;
-	c->c_readable = true;
+	c->c_readable = false; /* its answer to the close cannot be there yet */
 	ev_timer_set(&c->linger_timer, LINGER_SECONDS, 0);
 	ev_timer_start(c->srv->loop, &c->linger_timer);
 }
@@ -527,9 +549,11 @@ static bool backend_read(struct conn *c)
 {
 	if (c->bfd < 0 || c->backend_connecting || !c->b_readable || c->bin_len == sizeof c->bin)
 		return false;
-	ssize_t n = recv(c->bfd, c->bin + c->bin_len, sizeof c->bin - c->bin_len, 0);
+	size_t room = sizeof c->bin - c->bin_len;
+	ssize_t n = recv(c->bfd, c->bin + c->bin_len, room, 0);
 	if (n > 0) {
 		c->bin_len += (size_t)n;
+		c->b_readable = (size_t)n == room; /* short: poll tells when more comes */
 		if (!c->backend_greeted) {
 			c->backend_greeted = true;
 			ev_timer_stop(c->srv->loop, &c->connect_timer);
@@ -541,6 +565,10 @@ static bool backend_read(struct conn *c)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 		c->b_readable = false;
 		return false;
+	}
+	if (n < 0 && !c->backend_greeted && !header_first(c)) {
+		try_next_backend(c, errno); /* the connect failed (finish_backend_connect) */
+		return true;
 	}
 	/* Replies already read are still delivered before the 421. */
 	if (c->bin_len > 0)
@@ -589,9 +617,18 @@ static bool send_client_addr(struct conn *c)
 	uint8_t header[PROXY_HEADER_WRITE_MAX];
 	size_t n = 0;
 	enum config_client_addr mode = c->listener->cfg->client_addr;
+	if (mode != CONFIG_CLIENT_ADDR_PROXY_V1 && mode != CONFIG_CLIENT_ADDR_PROXY_V2)
+		return true;
+	if (c->local_addr.ss_family == AF_UNSPEC) {
+		/* Asked only here, the one place it is told; a PROXY header
+		 * from a load balancer has set it already. */
+		socklen_t local_len = sizeof c->local_addr;
+		if (getsockname(c->cfd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
+			c->local_addr.ss_family = AF_UNSPEC;
+	}
 	if (mode == CONFIG_CLIENT_ADDR_PROXY_V1) {
 		n = proxy_header_write_v1(&c->client_addr, &c->local_addr, header, sizeof header);
-	} else if (mode == CONFIG_CLIENT_ADDR_PROXY_V2) {
+	} else {
 		/* With implicit TLS the handshake is over: its facts go along. */
 		char version[64] = "", sni[256];
 		struct proxy_tls_facts tls = { version, NULL, NULL };
@@ -607,8 +644,6 @@ static bool send_client_addr(struct conn *c)
 		}
 		n = proxy_header_write_v2(&c->client_addr, &c->local_addr,
 		                          c->client_tls == CLIENT_TLS ? &tls : NULL, header, sizeof header);
-	} else {
-		return true;
 	}
 	return n > 0 && send(c->bfd, header, n, MSG_NOSIGNAL) == (ssize_t)n;
 }
@@ -630,22 +665,18 @@ static void start_backend_connect(struct conn *c, size_t index)
 	c->bio_events = 0;
 }
 
-/* finish_backend_connect - the non-blocking connect is over */
-static bool finish_backend_connect(struct conn *c)
+/* header_first - client_addr = proxy-v1 or proxy-v2: the backend hears
+ * the header before it greets */
+static bool header_first(const struct conn *c)
 {
-	if (!c->backend_connecting || !c->b_writable)
-		return false;
-	int error = backend_connect_result(c->bfd);
-	if (error == 0) {
-		c->backend_connecting = false;
-		c->b_readable = true;
-		if (!send_client_addr(c)) {
-			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
-			close_backend(c);
-			backend_failed(c);
-		}
-		return true;
-	}
+	enum config_client_addr mode = c->listener->cfg->client_addr;
+	return mode == CONFIG_CLIENT_ADDR_PROXY_V1 || mode == CONFIG_CLIENT_ADDR_PROXY_V2;
+}
+
+/* try_next_backend - the connect failed with ERROR: the next address, or
+ * a 421 when none is left */
+static void try_next_backend(struct conn *c, int error)
+{
 	size_t next = c->backend_index + 1;
 	ev_io_stop(c->srv->loop, &c->bio);
 	close(c->bfd);
@@ -653,10 +684,35 @@ static bool finish_backend_connect(struct conn *c)
 	c->backend_connecting = false;
 	if (next < c->listener->backend.n) {
 		start_backend_connect(c, next);
-		return true;
+		return;
 	}
 	log_warning("client %s: backend unreachable: %s", c->peer, strerror(error));
 	backend_failed(c);
+}
+
+/* finish_backend_connect - the non-blocking connect is over. Without a
+ * header to send first, the greeting's readability says so and its read
+ * tells a refused connect (backend_read); asking the socket for its error
+ * would be one more call. */
+static bool finish_backend_connect(struct conn *c)
+{
+	if (!c->backend_connecting)
+		return false;
+	bool header = header_first(c);
+	if (header ? !c->b_writable : !c->b_readable)
+		return false;
+	int error = header ? backend_connect_result(c->bfd) : 0;
+	if (error == 0) {
+		c->backend_connecting = false;
+		c->b_readable = c->b_writable = true; /* a fresh socket's buffers are empty */
+		if (!send_client_addr(c)) {
+			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
+			close_backend(c);
+			backend_failed(c);
+		}
+		return true;
+	}
+	try_next_backend(c, error);
 	return true;
 }
 
@@ -740,7 +796,38 @@ static bool client_output_pending(struct conn *c)
 {
 	size_t len;
 	(void)session_output_to_client(&c->session, &len);
-	return len > 0 || c->tls_write_len > 0;
+	return len > 0 || c->tls_write_len > 0 || (c->tls && tls_unsent(c->tls) > 0);
+}
+
+/* say_goodbye - closing over TLS: close_notify goes right behind the last
+ * reply, so that both leave in one flush */
+static void say_goodbye(struct conn *c)
+{
+	size_t len;
+	(void)session_output_to_client(&c->session, &len);
+	if (!c->closing || c->client_tls != CLIENT_TLS || c->bye_gathered || len > 0 || c->tls_write_len > 0)
+		return;
+	tls_bye(c->tls);
+	c->bye_gathered = true;
+}
+
+/* client_flush - what TLS gathered in this round leaves in one call */
+static void client_flush(struct conn *c)
+{
+	if (!c->tls || tls_unsent(c->tls) == 0 || !c->c_writable)
+		return;
+	const char *reason = NULL;
+	switch (tls_flush(c->tls, &reason)) {
+	case TLS_IO_OK:
+		break;
+	case TLS_IO_ERROR:
+		log_debug("client %s: TLS write: %s", c->peer, reason);
+		fail(c, "client-write-error");
+		break;
+	default:
+		c->c_writable = false;
+		break;
+	}
 }
 
 /* set_watcher - start, stop or change one io watcher */
@@ -766,6 +853,8 @@ static void update_watchers(struct conn *c)
 		client = c->proxy_header_late ? 0 : EV_READ;
 	} else if (c->client_tls == CLIENT_HANDSHAKE) {
 		client = c->handshake_wants_write ? EV_WRITE : EV_READ;
+		if (tls_unsent(c->tls) > 0)
+			client |= EV_WRITE; /* a flight the socket did not take at once */
 	} else {
 		bool want_read = !c->client_eof && !c->start_tls && !c->closing && c->cin_len < sizeof c->cin;
 		bool want_write = client_output_pending(c);
@@ -778,7 +867,7 @@ static void update_watchers(struct conn *c)
 		size_t len;
 		(void)session_output_to_backend(&c->session, &len);
 		if (c->backend_connecting)
-			backend = EV_WRITE;
+			backend = header_first(c) ? EV_WRITE : EV_READ;
 		else {
 			if (c->bin_len < sizeof c->bin)
 				backend |= EV_READ;
@@ -830,6 +919,10 @@ static void conn_run(struct conn *c)
 				break;
 			progress |= client_write(c);
 			progress |= backend_write(c);
+			say_goodbye(c);
+			client_flush(c);
+			if (c->dead)
+				break;
 			/* TLS data already decrypted is invisible to poll. */
 			if (c->client_tls == CLIENT_TLS && c->tls && tls_pending(c->tls) > 0 &&
 			    c->cin_len < sizeof c->cin)
@@ -867,6 +960,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 	/* Either readiness may unblock a TLS read or write (the two traps). */
 	if (revents & (EV_READ | EV_CUSTOM))
 		c->c_readable = true;
+	if ((revents & EV_READ) && c->tls)
+		tls_socket_readable(c->tls);
 	if (revents & (EV_WRITE | EV_CUSTOM))
 		c->c_writable = true;
 	if (c->read_wants_write && (revents & EV_WRITE))
@@ -1151,9 +1246,6 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	format_addr(peer, c->peer, sizeof c->peer);
 	memcpy(&c->client_addr, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                                          : sizeof(struct sockaddr_in));
-	socklen_t local_len = sizeof c->local_addr;
-	if (getsockname(fd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
-		c->local_addr.ss_family = AF_UNSPEC;
 
 	init_session(c);
 
@@ -1191,7 +1283,7 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	c->proxy_timer.data = c;
 	c->accepted_at = ev_now(srv->loop);
 
-	log_debug("client %s: connected to listener %s (worker %ld)", c->peer, l->cfg->name, (long)getpid());
+	log_debug("client %s: connected to listener %s (worker %ld)", c->peer, l->cfg->name, srv->worker_pid);
 	if (l->cfg->accept_proxy && peer_listed(l->cfg, peer)) {
 		/* PROXY protocol section 2: nothing before a valid header. */
 		c->awaiting_proxy = true;
@@ -1245,12 +1337,13 @@ void conn_release_idle_buffers(struct server *srv)
 	give_back_heap(srv);
 	for (struct conn *c = srv->conns; c; c = c->next) {
 		bool empty = c->cin_len == 0 && c->bin_len == 0 && buf_pending(&c->session.out_client) == 0 &&
-		             buf_pending(&c->session.out_backend) == 0;
+		             buf_pending(&c->session.out_backend) == 0 &&
+		             (!c->tls || (tls_pending(c->tls) == 0 && tls_unsent(c->tls) == 0));
 		if (!c->io_since_sweep && !c->buffers_released && empty) {
 			/* Private anonymous memory reads back as zeros: right for
 			 * empty buffers. */
 			uint8_t *start = c->session.out_client_storage;
-			size_t len = (size_t)(c->bin + CONN_INPUT_CAP - start);
+			size_t len = (size_t)(c->tls_gather + TLS_GATHER_CAP - start);
 			c->buffers_released = madvise(start, len, MADV_DONTNEED) == 0;
 		}
 		if (c->io_since_sweep)

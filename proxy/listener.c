@@ -79,11 +79,30 @@ static bool old_has(const struct generation *old, const struct listener *l, cons
 	return false;
 }
 
+/* tune_listening - what the accepted connections inherit (Linux copies a
+ * listening socket's TCP options to each one it accepts): TCP_NODELAY, as
+ * SMTP is a dialogue of short lines that must never wait to fill a
+ * segment; and for implicit TLS, where the client speaks first,
+ * TCP_DEFER_ACCEPT, so that a connection is accepted with its ClientHello
+ * and the first read finds it. Never for STARTTLS, where the server speaks
+ * first, nor with accept_proxy, whose header has its own time limit and
+ * whose connections are counted and limited from accept on: it is cleared,
+ * as a socket kept over a reload may have had it. */
+static void tune_listening(const struct listener *l, int fd)
+{
+	int one = 1;
+	bool client_hello_first = l->cfg->tls == CONFIG_TLS_IMPLICIT && !l->cfg->accept_proxy;
+	int defer_seconds = client_hello_first ? (int)l->cfg->handshake_timeout : 0;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds, sizeof defer_seconds);
+}
+
 /* add_socket - one more socket for L */
 static bool add_socket(struct listener *l, int fd, const struct config_listen *a)
 {
 	if (l->n_sockets == sizeof l->sockets / sizeof l->sockets[0])
 		return false;
+	tune_listening(l, fd);
 	struct listen_socket *s = &l->sockets[l->n_sockets++];
 	s->fd = fd;
 	s->owner = l;
@@ -309,8 +328,6 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			srv->accept_starved = false;
 			srv->accept_backoff = 0;
 		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
 		if (srv->shares_sockets)
 			return;

@@ -54,6 +54,7 @@ struct server {
 	struct conn *conns; /* every live connection, for shutdown */
 	size_t n_conns;
 	size_t n_conns_peak; /* the most since memory was last given back */
+	long worker_pid; /* for log lines: asked once, not once per session */
 	bool shares_sockets; /* other workers accept on the same sockets */
 	bool draining; /* accepts no more; the loop ends with the last session */
 	bool stopping; /* SIGTERM: idle sessions got 421, drain_timer runs */

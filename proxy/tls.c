@@ -5,13 +5,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
+/* A sendmsg from the gather buffer takes at most this many of GnuTLS's
+ * pieces along; the rest follows in the next call. */
+#define PUSH_IOV_MAX 32
+
 struct tls_conn {
 	gnutls_session_t session;
 	const struct tls_creds *creds;
+	int fd;
+	struct tls_buffers bufs;
+	size_t read_start, read_len; /* unread bytes in bufs.read_ahead */
+	size_t gathered;             /* unsent bytes in bufs.gather */
+	bool socket_drained;         /* the last recv got less than asked */
 };
 
 /* The session ticket master key: made once before any worker is forked, so
@@ -54,7 +64,90 @@ static int choose_certificate(gnutls_session_t session)
 	return 0;
 }
 
-struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd)
+/* pull_read_ahead - GnuTLS's reads, served from the read-ahead buffer,
+ * which one recv refills only when it is empty */
+static ssize_t pull_read_ahead(gnutls_transport_ptr_t ptr, void *data, size_t size)
+{
+	struct tls_conn *t = ptr;
+	if (t->read_len == 0) {
+		if (t->socket_drained) {
+			gnutls_transport_set_errno(t->session, EAGAIN);
+			return -1;
+		}
+		ssize_t n = recv(t->fd, t->bufs.read_ahead, t->bufs.read_ahead_cap, 0);
+		if (n < 0) {
+			t->socket_drained = errno == EAGAIN;
+			gnutls_transport_set_errno(t->session, errno);
+			return -1;
+		}
+		t->socket_drained = (size_t)n < t->bufs.read_ahead_cap;
+		t->read_start = 0;
+		t->read_len = (size_t)n;
+	}
+	size_t give = size < t->read_len ? size : t->read_len;
+	memcpy(data, t->bufs.read_ahead + t->read_start, give);
+	t->read_start += give;
+	t->read_len -= give;
+	return (ssize_t)give;
+}
+
+/* pull_ready - GnuTLS asks whether a read would find data; the event loop
+ * does the waiting, so this never waits (with GNUTLS_NONBLOCK it is not
+ * called; GnuTLS wants it set along with a pull function) */
+static int pull_ready(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+	struct tls_conn *t = ptr;
+	(void)ms;
+	return t->read_len > 0 || !t->socket_drained;
+}
+
+/* push_gather - GnuTLS's writes, gathered for tls_flush; when they do not
+ * fit, what is gathered goes out first with as much of them as the socket
+ * takes, in one sendmsg */
+static ssize_t push_gather(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct tls_conn *t = ptr;
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	if (total <= t->bufs.gather_cap - t->gathered) {
+		for (int i = 0; i < iovcnt; i++) {
+			memcpy(t->bufs.gather + t->gathered, iov[i].iov_base, iov[i].iov_len);
+			t->gathered += iov[i].iov_len;
+		}
+		return (ssize_t)total;
+	}
+	struct iovec v[1 + PUSH_IOV_MAX];
+	int n = 0;
+	if (t->gathered > 0)
+		v[n++] = (struct iovec){ t->bufs.gather, t->gathered };
+	for (int i = 0; i < iovcnt && i < PUSH_IOV_MAX; i++)
+		v[n++] = (struct iovec){ iov[i].iov_base, iov[i].iov_len };
+	struct msghdr msg = { .msg_iov = v, .msg_iovlen = (size_t)n };
+	ssize_t sent = sendmsg(t->fd, &msg, MSG_NOSIGNAL);
+	if (sent < 0) {
+		gnutls_transport_set_errno(t->session, errno);
+		return -1;
+	}
+	if ((size_t)sent < t->gathered) {
+		memmove(t->bufs.gather, t->bufs.gather + sent, t->gathered - (size_t)sent);
+		t->gathered -= (size_t)sent;
+		gnutls_transport_set_errno(t->session, EAGAIN);
+		return -1;
+	}
+	size_t taken = (size_t)sent - t->gathered;
+	t->gathered = 0;
+	if (taken > 0)
+		return (ssize_t)taken;
+	/* The gathered bytes left, none of these: gather them now. */
+	const giovec_t *first = &iov[0];
+	taken = first->iov_len < t->bufs.gather_cap ? first->iov_len : t->bufs.gather_cap;
+	memcpy(t->bufs.gather, first->iov_base, taken);
+	t->gathered = taken;
+	return (ssize_t)taken;
+}
+
+struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd, struct tls_buffers bufs)
 {
 	struct tls_conn *t = calloc(1, sizeof *t);
 	if (!t)
@@ -79,8 +172,18 @@ struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd)
 	 * grants nothing here. */
 	gnutls_certificate_server_set_request(t->session,
 	                                      creds->request_client_cert ? GNUTLS_CERT_REQUEST : GNUTLS_CERT_IGNORE);
-	gnutls_transport_set_int(t->session, fd);
+	t->fd = fd;
+	t->bufs = bufs;
+	gnutls_transport_set_ptr(t->session, t);
+	gnutls_transport_set_pull_function(t->session, pull_read_ahead);
+	gnutls_transport_set_pull_timeout_function(t->session, pull_ready);
+	gnutls_transport_set_vec_push_function(t->session, push_gather);
 	return t;
+}
+
+void tls_socket_readable(struct tls_conn *t)
+{
+	t->socket_drained = false;
 }
 
 void tls_conn_free(struct tls_conn *t)
@@ -121,7 +224,9 @@ enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r)
 		return TLS_IO_WANT_READ; /* a warning alert: go on */
 	/* RFC 8446 section 6.2: a fatal error is told to the peer with its
 	 * alert; best effort, the connection closes either way. */
+	const char *flush_failure;
 	(void)gnutls_alert_send_appropriate(t->session, r);
+	(void)tls_flush(t, &flush_failure);
 	*reason_r = handshake_failure(r);
 	return TLS_IO_ERROR;
 }
@@ -165,13 +270,34 @@ enum tls_io tls_write(struct tls_conn *t, const void *buf, size_t len, size_t *n
 
 size_t tls_pending(struct tls_conn *t)
 {
-	return gnutls_record_check_pending(t->session);
+	return gnutls_record_check_pending(t->session) + t->read_len;
+}
+
+size_t tls_unsent(struct tls_conn *t)
+{
+	return t->gathered;
+}
+
+enum tls_io tls_flush(struct tls_conn *t, const char **reason_r)
+{
+	if (t->gathered == 0)
+		return TLS_IO_OK;
+	ssize_t sent = send(t->fd, t->bufs.gather, t->gathered, MSG_NOSIGNAL);
+	if (sent < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return TLS_IO_WANT_WRITE;
+		*reason_r = strerror(errno);
+		return TLS_IO_ERROR;
+	}
+	memmove(t->bufs.gather, t->bufs.gather + sent, t->gathered - (size_t)sent);
+	t->gathered -= (size_t)sent;
+	return t->gathered > 0 ? TLS_IO_WANT_WRITE : TLS_IO_OK;
 }
 
 void tls_bye(struct tls_conn *t)
 {
-	/* Non-blocking: one attempt; a close_notify that cannot be sent
-	 * now is not worth waiting for. */
+	/* Non-blocking: one attempt; a close_notify that cannot be
+	 * gathered now is not worth waiting for. */
 	(void)gnutls_bye(t->session, GNUTLS_SHUT_WR);
 }
 

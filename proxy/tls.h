@@ -50,9 +50,26 @@ void tls_creds_tlsa(const struct tls_creds *creds, tls_tlsa_fn *fn, void *ctx);
 void tls_creds_cert_dates(const struct tls_creds *creds, size_t index, int64_t *expires_r,
                           int64_t *ocsp_this_update_r);
 
-/* tls_conn_new - a server session on FD, or NULL */
-struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd);
+/* The caller's buffers a session does its socket I/O through: GnuTLS reads
+ * records out of READ_AHEAD, which one recv fills as far as the socket
+ * allows (a record's header and body, and often the next records, for one
+ * call), and what it sends is gathered in GATHER until tls_flush (a whole
+ * handshake flight, or a reply and its close_notify, in one sendmsg). */
+struct tls_buffers {
+	uint8_t *read_ahead;
+	size_t read_ahead_cap;
+	uint8_t *gather;
+	size_t gather_cap;
+};
+
+/* tls_conn_new - a server session on FD through BUFS, or NULL */
+struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd, struct tls_buffers bufs);
 void tls_conn_free(struct tls_conn *t);
+
+/* tls_socket_readable - poll says the socket is readable again: until
+ * then, after a recv that returned less than asked, none is tried (level
+ * triggered polling tells when more has come) */
+void tls_socket_readable(struct tls_conn *t);
 
 /* tls_handshake - one step; on TLS_IO_ERROR *reason_r says why */
 enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r);
@@ -65,10 +82,19 @@ enum tls_io tls_read(struct tls_conn *t, void *buf, size_t cap, size_t *n_r, con
 enum tls_io tls_write(struct tls_conn *t, const void *buf, size_t len, size_t *n_r,
                       const char **reason_r);
 
-/* tls_pending - decrypted bytes GnuTLS holds that poll cannot see */
+/* tls_pending - bytes already off the socket that poll cannot see:
+ * decrypted inside GnuTLS or still in the read-ahead buffer */
 size_t tls_pending(struct tls_conn *t);
 
-/* tls_bye - send close_notify, best effort, never blocking */
+/* tls_unsent - gathered bytes that tls_flush has not sent yet */
+size_t tls_unsent(struct tls_conn *t);
+
+/* tls_flush - send what is gathered, in one call; TLS_IO_WANT_WRITE when
+ * some is left */
+enum tls_io tls_flush(struct tls_conn *t, const char **reason_r);
+
+/* tls_bye - gather close_notify, best effort, never blocking; tls_flush
+ * sends it */
 void tls_bye(struct tls_conn *t);
 
 /* tls_describe - "TLS1.3/AES-256-GCM" for the session log line */

@@ -199,6 +199,7 @@ int worker_run(struct server *srv, int pipe_fd)
 	sigset_t handled;
 	worker_signals(&handled);
 	sigprocmask(SIG_UNBLOCK, &handled, NULL);
+	srv->worker_pid = (long)getpid();
 	ev_timer_init(&srv->idle_sweep, on_idle_sweep, IDLE_SWEEP_SECONDS, IDLE_SWEEP_SECONDS);
 	srv->idle_sweep.data = srv;
 	ev_timer_start(srv->loop, &srv->idle_sweep);

@@ -1,6 +1,9 @@
 """Pipelining, limits, hostile input and failing backends (THREATS S12, S24,
 S44-S48)."""
 
+import ctypes
+import os
+import socket
 import ssl
 import time
 
@@ -266,3 +269,61 @@ def test_backend_closes_during_data(start_sink, proxy_for):
     assert r.code in (421, 454), r
     if r.code == 421:
         assert c.read_to_close() == b""
+
+
+# --- socket options ------------------------------------------------------------------
+
+SYS_PIDFD_GETFD = 438  # the same number on every architecture
+
+
+def proxy_socket_for(proxy, client):
+    """A duplicate of the proxy's own socket for CLIENT's connection (pidfd_getfd)."""
+    client_port = client.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local_port, remote_port = (int(a.split(":")[1], 16) for a in fields[1:3])
+            if remote_port == client_port and local_port == client.getpeername()[1]:
+                inode = fields[9]
+    assert inode, "no proxy socket for port %d" % client_port
+    for pid in proxy.pids():
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except FileNotFoundError:
+                continue
+            if target == "socket:[%s]" % inode:
+                pidfd = os.pidfd_open(pid)
+                dup = ctypes.CDLL(None, use_errno=True).syscall(SYS_PIDFD_GETFD, pidfd, int(fd), 0)
+                os.close(pidfd)
+                assert dup >= 0, os.strerror(ctypes.get_errno())
+                return socket.socket(fileno=dup)
+    pytest.fail("no process of the proxy holds socket %s" % inode)
+
+
+def test_accepted_sockets_have_nodelay(proxy):
+    """listener.c sets TCP_NODELAY on the listening socket only: Linux
+    copies it to every socket accepted from it."""
+    for name in ("smtp", "smtps"):
+        raw = socket.create_connection(("127.0.0.1", proxy.port(name)))
+        if name == "smtps":
+            raw.send(client_hello())  # an implicit-TLS client speaks first
+        ours = wait_for_socket(proxy, raw)
+        try:
+            assert ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0, name
+        finally:
+            ours.close()
+            raw.close()
+
+
+def wait_for_socket(proxy, client, timeout=5.0):
+    """proxy_socket_for, once the proxy has accepted CLIENT's connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return proxy_socket_for(proxy, client)
+        except (AssertionError, pytest.fail.Exception):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
