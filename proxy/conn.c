@@ -255,12 +255,14 @@ static void conn_free(struct conn *c)
 /* ---- the client side ---- */
 
 /* tell_client_eof - the session hears of the client's end once it has
- * taken every byte that came before it: pipelined commands that wait for
- * the greeting or a reply are still run (RFC 2920 section 3.2 loses no
- * input), however early the client closed its sending side */
+ * taken every whole line that came before it: pipelined commands that wait
+ * for the greeting or a reply are still run (RFC 2920 section 3.2 loses no
+ * input), however early the client closed its sending side. A partial line
+ * left over can never be completed. */
 static void tell_client_eof(struct conn *c)
 {
-	if (c->client_eof && !c->client_eof_told && c->cin_len == 0) {
+	bool whole_lines_left = c->cin_len > 0 && memchr(c->cin, '\n', c->cin_len);
+	if (c->client_eof && !c->client_eof_told && !whole_lines_left) {
 		c->client_eof_told = true;
 		session_client_eof(&c->session);
 	}
