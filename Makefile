@@ -52,6 +52,7 @@ CORE_SRCS = \
 EDGE_SRCS = \
 	proxy/backend.c \
 	proxy/file_read.c \
+	proxy/file_watch.c \
 	proxy/conn.c \
 	proxy/exporter.c \
 	proxy/generation.c \

@@ -2,6 +2,7 @@
 #include "generation.h"
 
 #include "file_read.h"
+#include "file_watch.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics_shm.h"
@@ -95,8 +96,9 @@ bool generation_reload(struct server *srv)
 		metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_FAILED], 1);
 		return false;
 	}
-	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers)
-		log_warning("user and workers changes take effect at the next restart");
+	if (strcmp(gen->cfg.user, old->cfg.user) != 0 || gen->cfg.workers != old->cfg.workers ||
+	    gen->cfg.watch_files != old->cfg.watch_files)
+		log_warning("user, workers and watch_files changes take effect at the next restart");
 	if (strcmp(gen->cfg.metrics.host, old->cfg.metrics.host) != 0 ||
 	    strcmp(gen->cfg.metrics.port, old->cfg.metrics.port) != 0)
 		log_warning("metrics changes take effect at the next restart");
@@ -105,6 +107,7 @@ bool generation_reload(struct server *srv)
 	metrics_add(&metrics_region->retired.reloads[METRICS_RELOAD_OK], 1);
 	gen->serial = old->serial + 1;
 	srv->current = gen;
+	srv->files_fingerprint = file_watch_fingerprint(srv);
 	listener_close_all(srv, old); /* only the sockets the new one did not take */
 	generation_unref(old);
 	log_setup(srv->log_to_stderr, (enum log_level)gen->cfg.log_level);

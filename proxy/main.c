@@ -16,6 +16,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "exporter.h"
+#include "file_watch.h"
 #include "log.h"
 #include "metrics_shm.h"
 #include "server.h"
@@ -216,6 +217,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	metrics_shm_bind(srv.current);
+	srv.files_fingerprint = file_watch_fingerprint(&srv);
 	signal(SIGPIPE, SIG_IGN);
 	if (!foreground) {
 		daemonize();

@@ -66,6 +66,8 @@ struct server {
 	unsigned handshakes; /* TLS handshakes in progress in this worker (max_handshakes) */
 	struct ip_count_table *per_ip; /* this worker's counts for max_per_ip */
 	ev_timer idle_sweep;   /* conn_release_idle_buffers */
+	ev_timer file_watch;   /* watch_files, when the worker is the whole daemon */
+	uint64_t files_fingerprint; /* the configured files as last loaded or looked at (file_watch.h) */
 	ev_signal sig_term, sig_int;
 	ev_signal sig_reload; /* SIGHUP alone; SIGQUIT (retire) under the supervisor */
 };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "exporter.h"
+#include "file_watch.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
@@ -45,6 +46,14 @@ static void on_signal(int sig)
 		got_child = 1;
 	else
 		got_stop = 1;
+}
+
+/* monotonic_seconds - a clock that no date change moves */
+static time_t monotonic_seconds(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec;
 }
 
 static struct child children[MAX_CHILDREN];
@@ -228,11 +237,19 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 	log_info("supervisor %ld: %u worker(s)%s%s", (long)getpid(), n_workers,
 	         srv->current->cfg.user[0] ? " as user " : "", srv->current->cfg.user);
 	bool stopping = false;
+	unsigned watch_seconds = srv->current->cfg.watch_files;
+	time_t next_watch = monotonic_seconds() + watch_seconds;
 	for (;;) {
 		struct pollfd fds[1 + EXPORTER_MAX_FDS];
 		int timeout_ms;
 		fds[0] = (struct pollfd){ report_pipe[0], POLLIN, 0 };
 		size_t n = 1 + exporter_pollfds(fds + 1, &timeout_ms);
+		if (watch_seconds > 0) {
+			time_t left = next_watch - monotonic_seconds();
+			int watch_ms = left > 0 ? (int)left * 1000 : 0;
+			if (timeout_ms < 0 || watch_ms < timeout_ms)
+				timeout_ms = watch_ms;
+		}
 		struct timespec timeout = { timeout_ms / 1000, (timeout_ms % 1000) * 1000000L };
 		if (!got_hup && !got_stop && !got_child)
 			ppoll(fds, n, timeout_ms < 0 ? NULL : &timeout, &waiting);
@@ -262,6 +279,10 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 				if (!reload(srv, n_workers) && phase == PHASE_SETTLED)
 					notify_ready(srv, n_workers);
 			}
+		}
+		if (watch_seconds > 0 && !stopping && monotonic_seconds() >= next_watch) {
+			next_watch = monotonic_seconds() + watch_seconds;
+			file_watch_check(srv); /* a change comes back as SIGHUP */
 		}
 		check_settled(srv, n_workers);
 		struct exporter_status status = { current_workers(), stopping };

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "file_watch.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
@@ -175,6 +176,14 @@ void worker_signals(sigset_t *set)
 	sigaddset(set, SIGCHLD);
 }
 
+/* on_file_watch - watch_files: a look at the configured files */
+static void on_file_watch(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	file_watch_check(w->data);
+}
+
 int worker_run(struct server *srv, int pipe_fd)
 {
 	bool supervised = pipe_fd >= 0;
@@ -203,6 +212,11 @@ int worker_run(struct server *srv, int pipe_fd)
 	ev_timer_init(&srv->idle_sweep, on_idle_sweep, IDLE_SWEEP_SECONDS, IDLE_SWEEP_SECONDS);
 	srv->idle_sweep.data = srv;
 	ev_timer_start(srv->loop, &srv->idle_sweep);
+	if (!supervised && cfg->watch_files > 0) {
+		ev_timer_init(&srv->file_watch, on_file_watch, cfg->watch_files, cfg->watch_files);
+		srv->file_watch.data = srv;
+		ev_timer_start(srv->loop, &srv->file_watch);
+	}
 	listener_update_all(srv);
 	if (supervised) {
 		log_debug("worker %ld: accepting as uid %ld", (long)getpid(), (long)getuid());

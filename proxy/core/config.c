@@ -452,6 +452,13 @@ static bool key_min_data_rate_grace(struct parse_ctx *ctx, struct config *cfg, s
 	return parse_limit_duration(ctx, v, &l->min_data_rate_grace);
 }
 
+static bool key_watch_files(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                            const char *v)
+{
+	(void)l;
+	return parse_limit_duration(ctx, v, &cfg->watch_files);
+}
+
 static bool key_metrics(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
 {
 	(void)l;
@@ -529,6 +536,7 @@ static const struct key_def {
 	{ "min_data_rate", SCOPE_LISTENER, key_min_data_rate, false },
 	{ "min_data_rate_grace", SCOPE_LISTENER, key_min_data_rate_grace, false },
 	{ "metrics", SCOPE_GLOBAL, key_metrics, false },
+	{ "watch_files", SCOPE_GLOBAL, key_watch_files, false },
 	{ "max_connections", SCOPE_GLOBAL, key_max_connections, false },
 	{ "max_handshakes", SCOPE_GLOBAL, key_max_handshakes, false },
 	{ "max_per_ip", SCOPE_LISTENER, key_max_per_ip, false },

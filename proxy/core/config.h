@@ -103,6 +103,9 @@ struct config {
 	struct config_listen metrics; /* metrics = ADDR:PORT; host "" when off */
 	unsigned max_connections; /* client connections over all workers; 0: auto (the edge sizes it) */
 	unsigned max_handshakes;  /* TLS handshakes in progress at once, per worker */
+	/* Seconds between looks at the files the configuration names, which
+	 * reload it when one changed; 0: only SIGHUP reloads */
+	unsigned watch_files;
 	struct config_listener listeners[CONFIG_MAX_LISTENERS];
 	size_t n_listeners;
 };

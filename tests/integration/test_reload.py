@@ -8,7 +8,9 @@ import signal
 import ssl
 import subprocess
 
-from conftest import Client, SELFSIGNED, TIMEOUT, assert_delivered, implicit, send_message
+import pytest
+
+from conftest import Client, SELFSIGNED, TIMEOUT, assert_delivered, implicit, send_message, wait_until
 
 
 def der(pem_path):
@@ -107,3 +109,56 @@ def test_reload_adds_a_listener(tmp_path, sink, start_proxy):
     # The unchanged listener kept its socket: same port, still serving.
     with implicit(port) as c:
         assert c.cmd("QUIT").code == 221
+
+
+def kubernetes_secret(directory, pem, key, generation):
+    """The layout kubelet gives a mounted Secret: tls.crt and tls.key are
+    links through ..data, itself a link to a timestamped folder that an
+    update replaces by swapping ..data atomically."""
+    data = directory / ("..2026_12_06_%d" % generation)
+    data.mkdir()
+    shutil.copy(pem, data / "tls.crt")
+    shutil.copy(key, data / "tls.key")
+    new_link = directory / "..data_tmp"
+    new_link.symlink_to(data.name)
+    new_link.rename(directory / "..data")
+    for name in ("tls.crt", "tls.key"):
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to("..data/" + name)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_watch_files_reloads_a_swapped_secret(tmp_path, sink, start_proxy, workers):
+    """watch_files: a Secret updated in place (Kubernetes' symlink swap) is
+    served without a signal; a change that does not load is refused and the
+    old certificate stays."""
+    one = make_cert(tmp_path, "one.test")
+    two = make_cert(tmp_path, "two.test")
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    kubernetes_secret(secret, one[0], one[1], 1)
+    proxy = start_proxy({"smtps": {"backend": sink.addr, "tls": "implicit",
+                                   "cert": "%s %s" % (secret / "tls.crt", secret / "tls.key")}},
+                        global_lines=("log_level = debug", "watch_files = 1s", "workers = " + workers))
+    port = proxy.port("smtps")
+    assert served_cert(port) == der(one[0])
+
+    kubernetes_secret(secret, two[0], two[1], 2)
+    assert proxy.log.wait_for(r"watch_files: a configured file changed; reloading"), proxy.log.text()
+    assert proxy.log.wait_for(r"info: reloaded "), proxy.log.text()
+    assert wait_until(lambda: served_cert(port) == der(two[0])), "the swapped certificate is not served"
+
+    # Half an update (a key that does not match) is refused; the old stays.
+    data = secret / "..data"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(two[0], broken / "tls.crt")
+    shutil.copy(one[1], broken / "tls.key")
+    (tmp_path / "..tmp").symlink_to(broken)
+    (tmp_path / "..tmp").rename(data)
+    assert proxy.log.wait_for(r"error: reload refused, the configuration in force stays: .*the key does not match"), \
+        proxy.log.text()
+    assert served_cert(port) == der(two[0])
+    c = implicit(port)
+    assert send_message(c, b"Subject: watched\r\n\r\nhi\r\n").code == 250
+    c.close()

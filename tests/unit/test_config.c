@@ -24,7 +24,8 @@ static void test_valid(void)
 	CHECK(parse(MINIMAL), err);
 	const struct config_listener *l = &cfg.listeners[0];
 	CHECK(cfg.n_listeners == 1 && strcmp(l->name, "mx") == 0, "name");
-	CHECK(cfg.log_level == CONFIG_LOG_INFO && cfg.workers == 0 && cfg.drain_timeout == 60, "global defaults");
+	CHECK(cfg.log_level == CONFIG_LOG_INFO && cfg.workers == 0 && cfg.drain_timeout == 60 && cfg.watch_files == 0,
+	      "global defaults");
 	CHECK(l->tls == CONFIG_TLS_STARTTLS && !l->require_tls && !l->auth_before_tls, "listener defaults");
 	CHECK(l->client_addr == CONFIG_CLIENT_ADDR_NONE && !l->accept_proxy && !l->trace_header,
 	      "client address and trace defaults");
@@ -35,7 +36,7 @@ static void test_valid(void)
 	CHECK(l->line == 1 && l->backend.line == 3 && l->certs[0].line == 4, "line numbers");
 
 	CHECK(parse("# comment\r\nuser = mail\r\nworkers = 4\r\nlog_level = debug\r\npid_file = /run/s.pid\r\n"
-	            "drain_timeout = 2m\r\n\r\n[a b] # trailing comment\r\nlisten = [::1]:0\r\nlisten = *:465\r\n"
+	            "drain_timeout = 2m\r\nwatch_files = 30s\r\n\r\n[a b] # trailing comment\r\nlisten = [::1]:0\r\nlisten = *:465\r\n"
 	            "listen = localhost:2525\r\nbackend = unix:/run/mta.sock\r\ntls = implicit\r\n"
 	            "cert = /one.pem\r\ncert = /two.pem /two.key\r\npriority = NORMAL:-VERS-TLS1.2\r\n"
 	            "require_tls = yes\r\nauth_before_tls = yes\r\nclient_addr = proxy-v2\r\n"
@@ -45,6 +46,7 @@ static void test_valid(void)
 	l = &cfg.listeners[0];
 	CHECK(strcmp(cfg.user, "mail") == 0 && cfg.workers == 4 && cfg.log_level == CONFIG_LOG_DEBUG, "globals");
 	CHECK(strcmp(cfg.pid_file, "/run/s.pid") == 0 && cfg.drain_timeout == 120, "pid_file, drain");
+	CHECK(cfg.watch_files == 30, "watch_files");
 	CHECK(cfg.n_listeners == 2 && strcmp(l->name, "a b") == 0, "two listeners");
 	CHECK(l->n_listen == 3 && strcmp(l->listen[0].host, "::1") == 0 && strcmp(l->listen[0].port, "0") == 0,
 	      "IPv6 listen without brackets, port 0");
