@@ -36,7 +36,7 @@ static void test_valid(void)
 	CHECK(l->line == 1 && l->backend.line == 3 && l->certs[0].line == 4, "line numbers");
 
 	CHECK(parse("# comment\r\nuser = mail\r\nworkers = 4\r\nlog_level = debug\r\npid_file = /run/s.pid\r\n"
-	            "drain_timeout = 2m\r\nwatch_files = 30s\r\n\r\n[a b] # trailing comment\r\nlisten = [::1]:0\r\nlisten = *:465\r\n"
+	            "drain_timeout = 2m\r\n\r\n[a b] # trailing comment\r\nlisten = [::1]:0\r\nlisten = *:465\r\n"
 	            "listen = localhost:2525\r\nbackend = unix:/run/mta.sock\r\ntls = implicit\r\n"
 	            "cert = /one.pem\r\ncert = /two.pem /two.key\r\npriority = NORMAL:-VERS-TLS1.2\r\n"
 	            "require_tls = yes\r\nauth_before_tls = yes\r\nclient_addr = proxy-v2\r\n"
@@ -46,7 +46,6 @@ static void test_valid(void)
 	l = &cfg.listeners[0];
 	CHECK(strcmp(cfg.user, "mail") == 0 && cfg.workers == 4 && cfg.log_level == CONFIG_LOG_DEBUG, "globals");
 	CHECK(strcmp(cfg.pid_file, "/run/s.pid") == 0 && cfg.drain_timeout == 120, "pid_file, drain");
-	CHECK(cfg.watch_files == 30, "watch_files");
 	CHECK(cfg.n_listeners == 2 && strcmp(l->name, "a b") == 0, "two listeners");
 	CHECK(l->n_listen == 3 && strcmp(l->listen[0].host, "::1") == 0 && strcmp(l->listen[0].port, "0") == 0,
 	      "IPv6 listen without brackets, port 0");
@@ -82,6 +81,14 @@ static void test_valid(void)
 	CHECK(cfg.max_connections == 5000 && cfg.max_handshakes == 8 && l->max_per_ip == 10, "limits set");
 	CHECK(parse("max_connections = auto\n" MINIMAL "max_per_ip = 0\n"), err);
 	CHECK(cfg.max_connections == 0 && l->max_per_ip == 0, "auto, and 0 turns max_per_ip off");
+}
+
+/* test_watch_files - a duration, 0 for off */
+static void test_watch_files(void)
+{
+	CHECK(parse("watch_files = 30s\n" MINIMAL) && cfg.watch_files == 30, err);
+	CHECK(parse("watch_files = 0\n" MINIMAL) && cfg.watch_files == 0, err);
+	CHECK(!parse("watch_files = soon\n" MINIMAL), "watch_files = soon refused");
 }
 
 static const struct {
@@ -242,6 +249,7 @@ void run_config_tests(void)
 {
 	test_networks();
 	test_valid();
+	test_watch_files();
 	test_invalid();
 	test_warnings();
 }
