@@ -261,11 +261,12 @@ static void conn_free(struct conn *c)
  * left over can never be completed. */
 static void tell_client_eof(struct conn *c)
 {
-	bool whole_lines_left = c->cin_len > 0 && memchr(c->cin, '\n', c->cin_len);
-	if (c->client_eof && !c->client_eof_told && !whole_lines_left) {
-		c->client_eof_told = true;
-		session_client_eof(&c->session);
-	}
+	if (!c->client_eof || c->client_eof_told)
+		return; /* the usual case, on every feed: no scan */
+	if (c->cin_len > 0 && memchr(c->cin, '\n', c->cin_len))
+		return; /* whole lines still to take */
+	c->client_eof_told = true;
+	session_client_eof(&c->session);
 }
 
 /* client_closed - the client's EOF */

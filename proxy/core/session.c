@@ -286,16 +286,6 @@ static size_t line_content_len(const uint8_t *line, size_t len_with_lf)
 	return len;
 }
 
-/* has_control - a control character in the line: a backend might end or
- * split the line there (smtp_command.h) */
-static bool has_control(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i] < 0x20 || p[i] == 0x7F)
-			return true;
-	return false;
-}
-
 /* may_read_commands - no queued reply decides how the next bytes read */
 static bool may_read_commands(struct session *s)
 {
@@ -494,7 +484,7 @@ static bool step_auth_response(struct session *s, const uint8_t *p, size_t n, si
 	if (line_len == 0 && n < SESSION_AUTH_LINE_MAX)
 		return false; /* wait for the rest of the line */
 	size_t len = line_len ? line_content_len(p, line_len) : 0;
-	if (line_len > 0 && !has_control(p, len)) {
+	if (line_len > 0 && !smtp_line_has_control(p, len)) {
 		s->phase = CLIENT_COMMANDS;
 		relay_line(s, p, len, PENDING_AUTH);
 		*used_r = line_len;

@@ -46,9 +46,8 @@ bool smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cm
 		verb_len++;
 	if (verb_len == 0 || (verb_len < len && line[verb_len] != ' '))
 		return false;
-	for (size_t i = verb_len; i < len; i++)
-		if (is_control(line[i]))
-			return false;
+	if (smtp_line_has_control(line + verb_len, len - verb_len))
+		return false;
 
 	cmd_r->verb = VERB_OTHER;
 	cmd_r->flags = 0;
@@ -70,6 +69,14 @@ bool smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cm
 	cmd_r->args = line + start;
 	cmd_r->args_len = end - start;
 	return true;
+}
+
+bool smtp_line_has_control(const uint8_t *line, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (is_control(line[i]))
+			return true;
+	return false;
 }
 
 bool smtp_command_is_auth(const uint8_t *line, size_t len)

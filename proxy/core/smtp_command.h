@@ -59,6 +59,10 @@ struct smtp_command {
  * grammar above; false when it does not follow it */
 bool smtp_command_parse(const uint8_t *line, size_t len, struct smtp_command *cmd_r);
 
+/* smtp_line_has_control - LINE holds a byte the grammar refuses anywhere
+ * (a C0 control or DEL): a backend might end or split the line there */
+bool smtp_line_has_control(const uint8_t *line, size_t len);
+
 /* smtp_command_is_auth - the line starts with the AUTH verb (it may run to
  * SESSION_AUTH_LINE_MAX octets: RFC 4954 section 4) */
 bool smtp_command_is_auth(const uint8_t *line, size_t len);
