@@ -51,6 +51,7 @@ CORE_SRCS = \
 
 EDGE_SRCS = \
 	proxy/backend.c \
+	proxy/backend_side.c \
 	proxy/file_read.c \
 	proxy/file_watch.c \
 	proxy/conn.c \
@@ -64,6 +65,8 @@ EDGE_SRCS = \
 	proxy/systemd.c \
 	proxy/tls.c \
 	proxy/tls_creds.c \
+	proxy/transport_plain.c \
+	proxy/transport_tls.c \
 	proxy/worker.c
 
 UNIT_SRCS = \
