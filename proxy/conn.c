@@ -494,11 +494,14 @@ static void begin_handshake(struct conn *c)
 	ev_timer_start(c->srv->loop, &c->handshake_timer);
 }
 
-/* begin_linger - all output is out, close_notify included: half-close,
- * then wait for the client */
+/* begin_linger - all output is out, close_notify included: wait for the
+ * client to close. A TLS client has its close_notify; a plaintext one is
+ * told by half-closing (a shutdown for TLS would only race the client's
+ * close: ENOTCONN). */
 static void begin_linger(struct conn *c)
 {
-	shutdown(c->cfd, SHUT_WR);
+	if (c->client.tls != SIDE_TLS)
+		shutdown(c->cfd, SHUT_WR);
 	backend_close(c);
 	c->lingering = true;
 	c->client.readable = false; /* its answer to the close cannot be there yet */
@@ -506,8 +509,9 @@ static void begin_linger(struct conn *c)
 	ev_timer_start(c->srv->loop, &c->linger_timer);
 }
 
-/* linger_read - discard what the client still sends, as it comes off the
- * socket; its EOF ends it all */
+/* linger_read - discard what the client still sends; its end ends it all:
+ * over TLS its close_notify (what came with it is read off the socket with
+ * it), in plaintext its EOF */
 static bool linger_read(struct conn *c)
 {
 	uint8_t scratch[4096];
@@ -515,13 +519,14 @@ static bool linger_read(struct conn *c)
 		return false;
 	size_t n;
 	const char *reason;
-	/* Raw bytes, close_notify or not: poll's readiness was told to the
-	 * TLS transport, if any, so the plain one is told here. */
-	struct transport *raw = &c->client.plain;
-	transport_readable(raw);
-	switch (transport_read(raw, scratch, sizeof scratch, &n, &reason)) {
+	struct transport *t = c->client.t;
+	if (c->client.tls != SIDE_TLS) {
+		/* Read until EOF or EAGAIN: the FIN mostly comes with the
+		 * last bytes. */
+		transport_readable(t);
+	}
+	switch (transport_read(t, scratch, sizeof scratch, &n, &reason)) {
 	case TRANSPORT_OK:
-		c->client.readable = !raw->drained;
 		return true;
 	case TRANSPORT_WANT_READ:
 	case TRANSPORT_WANT_WRITE:
