@@ -480,7 +480,7 @@ static void begin_handshake(struct conn *c)
 		conn_fail(c, "tls-setup-failed");
 		return;
 	}
-	c->client.t->drained = c->client.plain.drained && bufs.read_ahead_len == 0;
+	c->client.t->drained = c->client.plain.drained; /* the same socket */
 	c->client.tls = SIDE_HANDSHAKE;
 	c->srv->handshakes++;
 	listener_update_all(c->srv); /* max_handshakes */
@@ -494,24 +494,9 @@ static void begin_handshake(struct conn *c)
 	ev_timer_start(c->srv->loop, &c->handshake_timer);
 }
 
-/* begin_linger - all output is out, close_notify included: wait for the
- * client to close. A TLS client has its close_notify; a plaintext one is
- * told by half-closing (a shutdown for TLS would only race the client's
- * close: ENOTCONN). */
-static void begin_linger(struct conn *c)
-{
-	if (c->client.tls != SIDE_TLS)
-		shutdown(c->cfd, SHUT_WR);
-	backend_close(c);
-	c->lingering = true;
-	c->client.readable = false; /* its answer to the close cannot be there yet */
-	ev_timer_set(&c->linger_timer, LINGER_SECONDS, 0);
-	ev_timer_start(c->srv->loop, &c->linger_timer);
-}
-
 /* linger_read - discard what the client still sends; its end ends it all:
  * over TLS its close_notify (what came with it is read off the socket with
- * it), in plaintext its EOF */
+ * it), in plaintext its EOF. True when bytes came or it ended. */
 static bool linger_read(struct conn *c)
 {
 	uint8_t scratch[4096];
@@ -538,6 +523,33 @@ static bool linger_read(struct conn *c)
 	}
 	c->dead = true;
 	return true;
+}
+
+/* begin_linger - all output is out, close_notify included: wait for the
+ * client to close. A TLS client has its close_notify; a plaintext one is
+ * told by half-closing (a shutdown for TLS would only race the client's
+ * close: ENOTCONN). */
+static void begin_linger(struct conn *c)
+{
+	backend_close(c);
+	c->lingering = true;
+	if (c->session.quit_sent) {
+		/* RFC 5321 section 4.1.1.10: QUIT has its reply and the
+		 * server closes; the client sends nothing more. With none of
+		 * its bytes unread the close sends a FIN, never a reset that
+		 * could wipe the 221 out, so there is nothing to wait for. */
+		c->client.readable = true;
+		transport_readable(c->client.t);
+		if (!linger_read(c))
+			c->dead = true;
+		if (c->dead)
+			return;
+	}
+	if (c->client.tls != SIDE_TLS)
+		shutdown(c->cfd, SHUT_WR);
+	c->client.readable = false; /* its answer to the close cannot be there yet */
+	ev_timer_set(&c->linger_timer, LINGER_SECONDS, 0);
+	ev_timer_start(c->srv->loop, &c->linger_timer);
 }
 
 /* proxy_step - the load balancer's PROXY header, read like any other
