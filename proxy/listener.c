@@ -304,9 +304,29 @@ bool listener_bind_all(struct generation *gen, struct generation *old, const cha
 	return true;
 }
 
+/* Handshake steps between two polls: one, so that a relayed message waits
+ * behind at most one key exchange and signature (README "Limits and
+ * floods" has the measurements). */
+#define HANDSHAKE_STEPS_PER_ITERATION 1
+
+bool listener_handshake_turn(struct server *srv)
+{
+	unsigned iteration = ev_iteration(srv->loop);
+	if (srv->handshake_turns_iteration != iteration) {
+		srv->handshake_turns_iteration = iteration;
+		srv->handshake_turns_left = HANDSHAKE_STEPS_PER_ITERATION;
+	}
+	if (srv->handshake_turns_left == 0)
+		return false;
+	srv->handshake_turns_left--;
+	return true;
+}
+
 /* on_accept - take every waiting connection, or only one when other
  * workers wait on the same socket: every one of them wakes, and one that
- * took a whole burst would do all its handshakes while the others idle */
+ * took a whole burst would do all its handshakes while the others idle.
+ * An implicit-TLS connection's first handshake step runs as it is
+ * accepted, so it waits for a turn; the socket stays ready meanwhile. */
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listen_socket *s = (struct listen_socket *)w;
@@ -315,6 +335,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	/* conn_accept may stop this watcher (max_handshakes) */
 	while (ev_is_active(&s->io)) {
+		if (s->owner->cfg->tls == CONFIG_TLS_IMPLICIT && !listener_handshake_turn(srv))
+			return;
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof peer;
 		int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -361,6 +383,7 @@ void listener_update_all(struct server *srv)
 				continue;
 			if (wanted) {
 				ev_io_init(&s->io, on_accept, s->fd, EV_READ);
+				ev_set_priority(&s->io, PRIORITY_ACCEPT);
 				ev_io_start(srv->loop, &s->io);
 			} else {
 				ev_io_stop(srv->loop, &s->io);

@@ -35,6 +35,20 @@ struct inherited_socket {
 bool listener_take_inherited(struct generation *gen, const struct inherited_socket *inherited, size_t n,
                              const char *filename, char *err, size_t errlen);
 
+/* Watcher priorities: libev invokes the watchers that one poll found ready
+ * highest first, so established sessions relay before handshake steps run,
+ * and those before new connections are accepted. */
+#define PRIORITY_RELAY 0
+#define PRIORITY_HANDSHAKE (-1)
+#define PRIORITY_ACCEPT (-2)
+
+/* listener_handshake_turn - whether one more handshake step may run in this
+ * loop iteration. A step costs a key exchange and a signature; a message's
+ * bytes that arrive meanwhile wait for the next poll, so only a few steps run
+ * between two polls and the rest wait, their sockets still ready, for the
+ * next one. */
+bool listener_handshake_turn(struct server *srv);
+
 /* listener_update_all - accept on exactly the sockets of the generation in
  * force that should accept now: none while out of descriptors, and no
  * implicit-TLS one while this worker has max_handshakes handshakes in

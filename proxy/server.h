@@ -64,6 +64,8 @@ struct server {
 	bool accept_starved; /* out of descriptors, logged once until an accept succeeds */
 	unsigned connections_auto; /* max_connections = auto: from RLIMIT_NOFILE (worker.c) */
 	unsigned handshakes; /* TLS handshakes in progress in this worker (max_handshakes) */
+	unsigned handshake_turns_left;  /* in the loop iteration below (listener_handshake_turn) */
+	unsigned handshake_turns_iteration;
 	struct ip_count_table *per_ip; /* this worker's counts for max_per_ip */
 	ev_timer idle_sweep;   /* conn_release_idle_buffers */
 	ev_timer file_watch;   /* watch_files, when the worker is the whole daemon */
