@@ -72,6 +72,7 @@ struct server {
 	uint64_t files_fingerprint; /* the configured files as last loaded or looked at (file_watch.h) */
 	ev_signal sig_term, sig_int;
 	ev_signal sig_reload; /* SIGHUP alone; SIGQUIT (retire) under the supervisor */
+	ev_io control;        /* the supervisor's commands (worker.h), under it */
 };
 
 #endif
