@@ -145,6 +145,7 @@ def test_workers_stop_when_the_supervisor_is_gone(sink, cert, tmp_path):
     conf = write_conf(tmp_path / "c.conf", {"smtp": {"backend": sink.addr}}, cert,
                       ("log_level = debug", "workers = 2"))
     proxy = Proxy(conf, ["smtp"], starttlsd_binary())
+    workers = []
     try:
         workers = wait_workers(proxy, 2)
         os.kill(proxy.proc.pid, signal.SIGKILL)
@@ -160,6 +161,9 @@ def test_workers_stop_when_the_supervisor_is_gone(sink, cert, tmp_path):
         assert wait_until(gone, TIMEOUT), "workers still running after their supervisor died"
     finally:
         proxy.stop()
+        for w in workers:
+            if os.path.exists("/proc/%d" % w):
+                os.kill(w, signal.SIGKILL)  # orphans of a failed run, by PID
 
 
 def test_retired_workers_finish_their_sessions_and_exit(sink, start_proxy):
