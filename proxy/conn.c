@@ -833,21 +833,12 @@ static void client_flush(struct conn *c)
 	}
 }
 
-/* watcher_priority - W's place in the order of one loop iteration: a
- * handshake's client socket after every relaying one (listener.h) */
-static int watcher_priority(const struct conn *c, const ev_io *w)
-{
-	return w == &c->cio && c->client_tls == CLIENT_HANDSHAKE ? PRIORITY_HANDSHAKE : PRIORITY_RELAY;
-}
-
 /* set_watcher - start, stop or change one io watcher */
 static void set_watcher(struct conn *c, ev_io *w, int fd, int *current, int wanted)
 {
-	int priority = watcher_priority(c, w);
-	if (fd < 0 || (wanted == *current && priority == ev_priority(w)))
+	if (fd < 0 || wanted == *current)
 		return;
 	ev_io_stop(c->srv->loop, w);
-	ev_set_priority(w, priority); /* libev allows it on a stopped watcher only */
 	if (wanted) {
 		ev_io_set(w, fd, wanted);
 		ev_io_start(c->srv->loop, w);

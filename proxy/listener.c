@@ -322,38 +322,34 @@ bool listener_handshake_turn(struct server *srv)
 	return true;
 }
 
-/* on_accept - take every waiting connection, or only one when other
- * workers wait on the same socket: every one of them wakes, and one that
- * took a whole burst would do all its handshakes while the others idle.
- * An implicit-TLS connection's first handshake step runs as it is
- * accepted, so it waits for a turn; the socket stays ready meanwhile. */
+/* on_accept - take one waiting connection: the socket stays ready while
+ * more wait, so the next poll comes back for them after what else is ready
+ * has had its turn. With several workers on one socket every one of them
+ * wakes, and one that took a whole burst would do all its handshakes while
+ * the others idle. An implicit-TLS connection's first handshake step runs
+ * as it is accepted, so it waits for a turn. */
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listen_socket *s = (struct listen_socket *)w;
 	struct server *srv = s->owner->server;
 	(void)loop;
 	(void)revents;
-	/* conn_accept may stop this watcher (max_handshakes) */
-	while (ev_is_active(&s->io)) {
-		if (s->owner->cfg->tls == CONFIG_TLS_IMPLICIT && !listener_handshake_turn(srv))
-			return;
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof peer;
-		int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-				listener_pause_all(srv, errno);
-			return; /* EAGAIN, or an aborted connection */
-		}
-		if (srv->accept_starved) {
-			log_info("accepting new connections again");
-			srv->accept_starved = false;
-			srv->accept_backoff = 0;
-		}
-		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
-		if (srv->shares_sockets)
-			return;
+	if (s->owner->cfg->tls == CONFIG_TLS_IMPLICIT && !listener_handshake_turn(srv))
+		return;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof peer;
+	int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			listener_pause_all(srv, errno);
+		return; /* EAGAIN, or an aborted connection */
 	}
+	if (srv->accept_starved) {
+		log_info("accepting new connections again");
+		srv->accept_starved = false;
+		srv->accept_backoff = 0;
+	}
+	conn_accept(s->owner, fd, (struct sockaddr *)&peer);
 }
 
 static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents)

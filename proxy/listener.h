@@ -35,12 +35,10 @@ struct inherited_socket {
 bool listener_take_inherited(struct generation *gen, const struct inherited_socket *inherited, size_t n,
                              const char *filename, char *err, size_t errlen);
 
-/* Watcher priorities: libev invokes the watchers that one poll found ready
- * highest first, so established sessions relay before handshake steps run,
- * and those before new connections are accepted. */
-#define PRIORITY_RELAY 0
-#define PRIORITY_HANDSHAKE (-1)
-#define PRIORITY_ACCEPT (-2)
+/* The accepting watchers' priority: libev invokes the watchers that one
+ * poll found ready highest first (the others have the default, 0), so the
+ * sessions a worker has go before the connections waiting for it. */
+#define PRIORITY_ACCEPT EV_MINPRI
 
 /* listener_handshake_turn - whether one more handshake step may run in this
  * loop iteration. A step costs a key exchange and a signature; a message's

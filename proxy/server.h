@@ -55,7 +55,6 @@ struct server {
 	size_t n_conns;
 	size_t n_conns_peak; /* the most since memory was last given back */
 	long worker_pid; /* for log lines: asked once, not once per session */
-	bool shares_sockets; /* other workers accept on the same sockets */
 	bool draining; /* accepts no more; the loop ends with the last session */
 	bool stopping; /* SIGTERM: idle sessions got 421, drain_timer runs */
 	ev_timer drain_timer;

@@ -253,7 +253,6 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 		log_error("pipe: %s", strerror(errno));
 		return 1;
 	}
-	srv->shares_sockets = n_workers > 1;
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		children[i].control_fd = -1;
 	spawn_all(srv, n_workers);
