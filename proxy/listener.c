@@ -304,10 +304,14 @@ bool listener_bind_all(struct generation *gen, struct generation *old, const cha
 	return true;
 }
 
-/* Handshake steps between two polls: one, so that a relayed message waits
- * behind at most one key exchange and signature (README "Limits and
- * floods" has the measurements). */
-#define HANDSHAKE_STEPS_PER_ITERATION 1
+/* Handshake steps between two polls, each a key exchange and a signature
+ * (about 0.5 ms): a relayed message's bytes wait behind at most this many,
+ * not behind a whole burst of accepts (64 at max_handshakes). One would
+ * bound each wait more tightly but spread a backlog of handshakes over
+ * every step of a message (eight wakeups for MAIL, RCPT, DATA and the
+ * message), which measured worse, and cost an epoll_wait per step (README
+ * "Limits and floods"). */
+#define HANDSHAKE_STEPS_PER_ITERATION 8
 
 bool listener_handshake_turn(struct server *srv)
 {

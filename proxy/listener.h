@@ -43,8 +43,8 @@ bool listener_take_inherited(struct generation *gen, const struct inherited_sock
 /* listener_handshake_turn - whether one more handshake step may run in this
  * loop iteration. A step costs a key exchange and a signature; a message's
  * bytes that arrive meanwhile wait for the next poll, so only a few steps run
- * between two polls and the rest wait, their sockets still ready, for the
- * next one. */
+ * between two polls (listener.c) and the rest wait, their sockets still
+ * ready, for the next one. */
 bool listener_handshake_turn(struct server *srv);
 
 /* listener_update_all - accept on exactly the sockets of the generation in
