@@ -866,6 +866,9 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
 	(void)loop;
+	/* A handshake step waits for its turn; poll reports the socket again. */
+	if (c->client.tls == SIDE_HANDSHAKE && !(revents & EV_CUSTOM) && !listener_handshake_turn(c->srv))
+		return;
 	side_event(&c->client, revents);
 	conn_run(c);
 }

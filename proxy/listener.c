@@ -304,34 +304,56 @@ bool listener_bind_all(struct generation *gen, struct generation *old, const cha
 	return true;
 }
 
-/* on_accept - take every waiting connection, or only one when other
- * workers wait on the same socket: every one of them wakes, and one that
- * took a whole burst would do all its handshakes while the others idle */
+/* Handshake steps between two polls, each a key exchange and a signature
+ * (about 0.5 ms): a relayed message's bytes wait behind at most this many,
+ * not behind a whole burst of accepts (64 at max_handshakes). One would
+ * bound each wait more tightly but spread a backlog of handshakes over
+ * every step of a message (eight wakeups for MAIL, RCPT, DATA and the
+ * message), which measured worse, and cost an epoll_wait per step (README
+ * "Limits and floods"). */
+#define HANDSHAKE_STEPS_PER_ITERATION 8
+
+bool listener_handshake_turn(struct server *srv)
+{
+	unsigned iteration = ev_iteration(srv->loop);
+	if (srv->handshake_turns_iteration != iteration) {
+		srv->handshake_turns_iteration = iteration;
+		srv->handshake_turns_left = HANDSHAKE_STEPS_PER_ITERATION;
+	}
+	if (srv->handshake_turns_left == 0)
+		return false;
+	srv->handshake_turns_left--;
+	return true;
+}
+
+/* on_accept - take one waiting connection: the socket stays ready while
+ * more wait, so the next poll comes back for them after what else is ready
+ * has had its turn. With several workers on one socket every one of them
+ * wakes, and one that took a whole burst would do all its handshakes while
+ * the others idle. An implicit-TLS connection's first handshake step runs
+ * as it is accepted, so it waits for a turn. */
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listen_socket *s = (struct listen_socket *)w;
 	struct server *srv = s->owner->server;
 	(void)loop;
 	(void)revents;
-	/* conn_accept may stop this watcher (max_handshakes) */
-	while (ev_is_active(&s->io)) {
-		struct sockaddr_storage peer;
-		socklen_t plen = sizeof peer;
-		int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-				listener_pause_all(srv, errno);
-			return; /* EAGAIN, or an aborted connection */
-		}
-		if (srv->accept_starved) {
-			log_info("accepting new connections again");
-			srv->accept_starved = false;
-			srv->accept_backoff = 0;
-		}
-		conn_accept(s->owner, fd, (struct sockaddr *)&peer);
-		if (srv->shares_sockets)
-			return;
+	if (s->owner->cfg->tls == CONFIG_TLS_IMPLICIT && !listener_handshake_turn(srv))
+		return;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof peer;
+	int fd = accept4(s->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			listener_pause_all(srv, errno);
+		return; /* EAGAIN, or an aborted connection */
 	}
+	if (srv->accept_starved) {
+		log_info("accepting new connections again");
+		srv->accept_starved = false;
+		srv->accept_backoff = 0;
+	}
+	conn_accept(s->owner, fd, (struct sockaddr *)&peer);
 }
 
 static void on_accept_pause_end(struct ev_loop *loop, ev_timer *w, int revents)
@@ -361,6 +383,7 @@ void listener_update_all(struct server *srv)
 				continue;
 			if (wanted) {
 				ev_io_init(&s->io, on_accept, s->fd, EV_READ);
+				ev_set_priority(&s->io, PRIORITY_ACCEPT);
 				ev_io_start(srv->loop, &s->io);
 			} else {
 				ev_io_stop(srv->loop, &s->io);

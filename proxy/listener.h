@@ -35,6 +35,18 @@ struct inherited_socket {
 bool listener_take_inherited(struct generation *gen, const struct inherited_socket *inherited, size_t n,
                              const char *filename, char *err, size_t errlen);
 
+/* The accepting watchers' priority: libev invokes the watchers that one
+ * poll found ready highest first (the others have the default, 0), so the
+ * sessions a worker has go before the connections waiting for it. */
+#define PRIORITY_ACCEPT EV_MINPRI
+
+/* listener_handshake_turn - whether one more handshake step may run in this
+ * loop iteration. A step costs a key exchange and a signature; a message's
+ * bytes that arrive meanwhile wait for the next poll, so only a few steps run
+ * between two polls (listener.c) and the rest wait, their sockets still
+ * ready, for the next one. */
+bool listener_handshake_turn(struct server *srv);
+
 /* listener_update_all - accept on exactly the sockets of the generation in
  * force that should accept now: none while out of descriptors, and no
  * implicit-TLS one while this worker has max_handshakes handshakes in

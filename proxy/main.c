@@ -230,7 +230,7 @@ int main(int argc, char **argv)
 		write_pid_file(pid_file);
 	log_info("starttlsd %s started", STARTTLSD_VERSION);
 
-	int status = supervised ? supervisor_run(&srv, workers) : worker_run(&srv, -1);
+	int status = supervised ? supervisor_run(&srv, workers) : worker_run(&srv, -1, -1);
 
 	log_info("stopped");
 	if (pid_file[0])

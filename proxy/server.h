@@ -55,7 +55,6 @@ struct server {
 	size_t n_conns;
 	size_t n_conns_peak; /* the most since memory was last given back */
 	long worker_pid; /* for log lines: asked once, not once per session */
-	bool shares_sockets; /* other workers accept on the same sockets */
 	bool draining; /* accepts no more; the loop ends with the last session */
 	bool stopping; /* SIGTERM: idle sessions got 421, drain_timer runs */
 	ev_timer drain_timer;
@@ -64,12 +63,15 @@ struct server {
 	bool accept_starved; /* out of descriptors, logged once until an accept succeeds */
 	unsigned connections_auto; /* max_connections = auto: from RLIMIT_NOFILE (worker.c) */
 	unsigned handshakes; /* TLS handshakes in progress in this worker (max_handshakes) */
+	unsigned handshake_turns_left;  /* in the loop iteration below (listener_handshake_turn) */
+	unsigned handshake_turns_iteration;
 	struct ip_count_table *per_ip; /* this worker's counts for max_per_ip */
 	ev_timer idle_sweep;   /* conn_release_idle_buffers */
 	ev_timer file_watch;   /* watch_files, when the worker is the whole daemon */
 	uint64_t files_fingerprint; /* the configured files as last loaded or looked at (file_watch.h) */
 	ev_signal sig_term, sig_int;
 	ev_signal sig_reload; /* SIGHUP alone; SIGQUIT (retire) under the supervisor */
+	ev_io control;        /* the supervisor's commands (worker.h), under it */
 };
 
 #endif

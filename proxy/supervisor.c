@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -30,13 +31,14 @@
 
 struct child {
 	pid_t pid; /* 0: a free slot */
+	int control_fd; /* the write end of its control pipe (worker.h), -1 with no worker */
 	time_t started;
 	bool retiring;
 	bool accepting; /* from its WORKER_ACCEPTING until its WORKER_RETIRED */
 };
 
 /* Set by the signal handlers, read by the loop in supervisor_run. */
-static volatile sig_atomic_t got_hup, got_stop, got_child;
+static volatile sig_atomic_t got_hup, got_stop, got_child; /* got_stop: the signal's number */
 
 static void on_signal(int sig)
 {
@@ -45,7 +47,7 @@ static void on_signal(int sig)
 	else if (sig == SIGCHLD)
 		got_child = 1;
 	else
-		got_stop = 1;
+		got_stop = sig;
 }
 
 /* monotonic_seconds - a clock that no date change moves */
@@ -65,24 +67,47 @@ static int report_pipe[2] = { -1, -1 };
 enum phase { PHASE_STARTING, PHASE_RELOADING, PHASE_SETTLED };
 static enum phase phase = PHASE_STARTING;
 
-/* spawn - a worker that counts into metrics slot SLOT */
-static pid_t spawn(struct server *srv, size_t slot)
+/* spawn_into - a worker in slot C, counting into the metrics slot of the
+ * same index, with a control pipe of its own: the supervisor tells it to
+ * retire or stop by writing there, not by a signal, which from root to a
+ * worker that became `user` would take CAP_KILL */
+static void spawn_into(struct server *srv, struct child *c)
 {
+	size_t slot = (size_t)(c - children);
+	int control[2];
+	c->pid = 0;
+	c->started = time(NULL);
+	c->retiring = false;
+	c->accepting = false;
+	if (pipe2(control, O_NONBLOCK | O_CLOEXEC) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		return;
+	}
 	metrics_shm_claim(slot);
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("fork: %s", strerror(errno));
-		return 0;
+		close(control[0]);
+		close(control[1]);
+		return;
 	}
 	if (pid == 0) {
 		signal(SIGCHLD, SIG_DFL);
 		signal(SIGQUIT, SIG_DFL);
 		close(report_pipe[0]);
+		close(control[1]);
+		/* Only the supervisor may hold a worker's write end: the worker
+		 * reads its end's close as the supervisor's death. */
+		for (size_t i = 0; i < MAX_CHILDREN; i++)
+			if (children[i].control_fd >= 0)
+				close(children[i].control_fd);
 		exporter_close();
 		metrics_shm_use_slot(slot);
-		exit(worker_run(srv, report_pipe[1]));
+		exit(worker_run(srv, report_pipe[1], control[0]));
 	}
-	return pid;
+	close(control[0]);
+	c->pid = pid;
+	c->control_fd = control[1];
 }
 
 static unsigned free_slots(void)
@@ -91,14 +116,6 @@ static unsigned free_slots(void)
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		n += children[i].pid == 0;
 	return n;
-}
-
-static void spawn_into(struct server *srv, struct child *c)
-{
-	c->pid = spawn(srv, (size_t)(c - children));
-	c->started = time(NULL);
-	c->retiring = false;
-	c->accepting = false;
 }
 
 static void spawn_all(struct server *srv, unsigned n)
@@ -127,6 +144,8 @@ static void reap(struct server *srv, bool stopping)
 			continue;
 		struct child *c = &children[i];
 		c->pid = 0;
+		close(c->control_fd);
+		c->control_fd = -1;
 		metrics_shm_fold(i);
 		if (stopping || c->retiring)
 			continue;
@@ -154,13 +173,15 @@ static unsigned current_workers(void)
 	return n;
 }
 
-/* signal_children - SIG to every child, or to the current ones only */
-static void signal_children(int sig, bool current_only)
+/* tell_children - COMMAND to every child, or to the current ones only
+ * (one byte: a pipe holds thousands, so the write does not block) */
+static void tell_children(enum worker_command command, bool current_only)
 {
+	uint8_t byte = (uint8_t)command;
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
-		if (children[i].pid > 0 && !(current_only && children[i].retiring) && kill(children[i].pid, sig) < 0)
-			/* EPERM: root without CAP_KILL cannot signal workers that became `user` */
-			log_error("cannot signal worker %ld: %s", (long)children[i].pid, strerror(errno));
+		if (children[i].pid > 0 && !(current_only && children[i].retiring) &&
+		    write(children[i].control_fd, &byte, 1) != 1)
+			log_error("cannot tell worker %ld: %s", (long)children[i].pid, strerror(errno));
 }
 
 static void notify_ready(const struct server *srv, unsigned n_workers)
@@ -178,7 +199,7 @@ static bool reload(struct server *srv, unsigned n_workers)
 	}
 	if (!generation_reload(srv))
 		return false;
-	signal_children(SIGQUIT, true);
+	tell_children(WORKER_RETIRE, true);
 	for (size_t i = 0; i < MAX_CHILDREN; i++)
 		children[i].retiring = children[i].pid > 0;
 	phase = PHASE_RELOADING;
@@ -232,7 +253,8 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 		log_error("pipe: %s", strerror(errno));
 		return 1;
 	}
-	srv->shares_sockets = n_workers > 1;
+	for (size_t i = 0; i < MAX_CHILDREN; i++)
+		children[i].control_fd = -1;
 	spawn_all(srv, n_workers);
 	log_info("supervisor %ld: %u worker(s)%s%s", (long)getpid(), n_workers,
 	         srv->current->cfg.user[0] ? " as user " : "", srv->current->cfg.user);
@@ -260,14 +282,15 @@ int supervisor_run(struct server *srv, unsigned n_workers)
 			reap(srv, stopping);
 		}
 		if (got_stop) {
+			int sig = got_stop;
 			got_stop = 0; /* a second SIGTERM changes nothing */
 			if (!stopping) {
 				stopping = true;
 				phase = PHASE_SETTLED; /* no READY=1 after STOPPING=1 */
 				systemd_notify_stopping();
 				listener_close_all(srv, srv->current); /* refuse new connections now */
-				log_info("shutting down %u worker(s)", live_children());
-				signal_children(SIGTERM, false);
+				log_info("signal %d: shutting down %u worker(s)", sig, live_children());
+				tell_children(WORKER_STOP, false);
 			}
 		}
 		if (got_hup) {

@@ -7,10 +7,11 @@
  * same session ticket key, so a ticket from one resumes on another.
  *
  * SIGHUP: the supervisor, still root, loads the new generation (keys only
- * root can read included), forks a new set of workers with it, and sends
- * the old ones SIGQUIT: they stop accepting and exit when their sessions
- * end. SIGTERM, SIGINT: passed to every worker; the supervisor exits when
- * they all have, 0 if they all exited 0. A worker that dies is replaced.
+ * root can read included), forks a new set of workers with it, and tells
+ * the old ones to retire on their control pipes (worker.h): they stop
+ * accepting and exit when their sessions end. SIGTERM, SIGINT: every worker
+ * is told to stop; the supervisor exits when they all have, 0 if they all
+ * exited 0. A worker that dies is replaced.
  *
  * Start-up, and each reload, is complete once every new worker has said on
  * the pipe that it accepts and every old one that it stopped: only then

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,15 +110,12 @@ static bool stop_accepting(struct server *srv)
 	return true;
 }
 
-/* on_stop - SIGTERM, SIGINT: stop accepting, answer idle sessions 421, let
- * transactions finish within drain_timeout */
-static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+/* shut_down - stop accepting, answer idle sessions 421, let transactions
+ * finish within drain_timeout */
+static void shut_down(struct server *srv)
 {
-	(void)revents;
-	struct server *srv = w->data;
 	if (srv->stopping)
 		return;
-	log_info("signal %d: shutting down", w->signum);
 	if (supervisor_fd < 0)
 		systemd_notify_stopping();
 	srv->stopping = true;
@@ -126,21 +124,65 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	conn_shutdown_all(srv);
 	ev_timer_init(&srv->drain_timer, on_drain_timeout, srv->current->cfg.drain_timeout, 0);
 	srv->drain_timer.data = srv;
-	ev_timer_start(loop, &srv->drain_timer);
+	ev_timer_start(srv->loop, &srv->drain_timer);
 }
 
-/* on_retire - SIGQUIT from the supervisor after a reload: newer workers
- * accept now; sessions here go on until they end by themselves */
-static void on_retire(struct ev_loop *loop, ev_signal *w, int revents)
+/* retire - after a reload newer workers accept; sessions here go on until
+ * they end by themselves */
+static void retire(struct server *srv)
 {
-	(void)loop;
-	(void)revents;
-	struct server *srv = w->data;
 	if (srv->draining)
 		return;
 	log_debug("worker %ld: retiring with %zu session(s)", (long)getpid(), srv->n_conns);
 	stop_accepting(srv);
 	report(WORKER_RETIRED);
+}
+
+/* on_stop - SIGTERM, SIGINT */
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct server *srv = w->data;
+	if (!srv->stopping)
+		log_info("signal %d: shutting down", w->signum);
+	shut_down(srv);
+}
+
+/* on_retire - SIGQUIT */
+static void on_retire(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	retire(w->data);
+}
+
+/* on_control - the supervisor's commands on the control pipe; its close
+ * means the supervisor is gone, and a worker does not serve on alone */
+static void on_control(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	struct server *srv = w->data;
+	uint8_t commands[16];
+	ssize_t n = read(w->fd, commands, sizeof commands);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		ev_io_stop(loop, w);
+		if (!srv->stopping)
+			log_info("worker %ld: the supervisor is gone; shutting down", (long)getpid());
+		shut_down(srv);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (commands[i] == WORKER_RETIRE) {
+			retire(srv);
+		} else if (commands[i] == WORKER_STOP) {
+			if (!srv->stopping)
+				log_info("worker %ld: told to shut down", (long)getpid());
+			shut_down(srv);
+		}
+	}
 }
 
 static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
@@ -184,7 +226,7 @@ static void on_file_watch(struct ev_loop *loop, ev_timer *w, int revents)
 	file_watch_check(w->data);
 }
 
-int worker_run(struct server *srv, int pipe_fd)
+int worker_run(struct server *srv, int pipe_fd, int control_fd)
 {
 	bool supervised = pipe_fd >= 0;
 	supervisor_fd = pipe_fd;
@@ -204,6 +246,11 @@ int worker_run(struct server *srv, int pipe_fd)
 	ev_signal_start(srv->loop, &srv->sig_term);
 	ev_signal_start(srv->loop, &srv->sig_int);
 	ev_signal_start(srv->loop, &srv->sig_reload);
+	if (supervised) {
+		ev_io_init(&srv->control, on_control, control_fd, EV_READ);
+		srv->control.data = srv;
+		ev_io_start(srv->loop, &srv->control);
+	}
 
 	sigset_t handled;
 	worker_signals(&handled);
@@ -229,6 +276,7 @@ int worker_run(struct server *srv, int pipe_fd)
 
 	ev_timer_stop(srv->loop, &srv->drain_timer);
 	ev_timer_stop(srv->loop, &srv->idle_sweep);
+	ev_io_stop(srv->loop, &srv->control);
 	generation_unref(srv->current);
 	free(srv->per_ip);
 	return 0;

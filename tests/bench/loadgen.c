@@ -7,7 +7,15 @@
  *              the message, QUIT (RFC 3207)
  *   implicit   handshake, greeting, EHLO, MAIL, ... (RFC 8314)
  *   plain      greeting, EHLO, MAIL, ... with no TLS: the backend alone
+ *   handshake  implicit TLS's handshake, then a close_notify and close: a
+ *              flood of handshakes, as a botnet's ClientHellos would be
  *   hold       starttls up to the EHLO inside TLS, then idle (see --hold)
+ *
+ * With --messages-per-session N a session sends N messages, one after
+ * another, before its QUIT, and each message's latency is timed on its own:
+ * from sending MAIL to the 250 after the end of data (RFC 5321 4.1.1.4: the
+ * transaction is over, the next MAIL starts a new one). The result line's
+ * msg_p50_ms and msg_p99_ms are over all messages of all sessions.
  *
  * With --hold N the sessions stop after the first EHLO inside TLS (after
  * the EHLO in plain mode) and stay open; once all N are there it prints
@@ -20,7 +28,7 @@
  *
  *   result mode=starttls ok=2000 failed=0 resumed=0 elapsed_s=1.234
  *          sessions_per_s=1620.7 p50_ms=2.95 p99_ms=7.10 message_bytes=1024
- *          mib_per_s=1.58
+ *          mib_per_s=1.58 messages=2000 msg_p50_ms=1.412 msg_p99_ms=3.020
  *
  * The commands go one at a time, each after the reply to the one before (no
  * PIPELINING), so that every subject sees the same conversation. Certificates
@@ -62,7 +70,7 @@
 /* At most this many failures are described on stderr; the rest are counted. */
 #define FAILURES_SHOWN 5
 
-enum mode { MODE_STARTTLS, MODE_IMPLICIT, MODE_PLAIN };
+enum mode { MODE_STARTTLS, MODE_IMPLICIT, MODE_PLAIN, MODE_HANDSHAKE };
 
 enum step_kind {
 	STEP_CONNECT,   /* the TCP connection */
@@ -79,49 +87,56 @@ struct step {
 	int expect;          /* the reply code that lets the session go on */
 	bool wants_starttls; /* the reply must offer STARTTLS */
 	bool hold_point;     /* with --hold, the session stops after this step */
+	bool opens_message;  /* MAIL: a message's latency starts when it is sent */
 };
 
 #define EHLO_COMMAND "EHLO loadgen.example.org\r\n"
 
 /* One table per mode: the conversation, step by step. */
 static const struct step starttls_script[] = {
-    {"connect", STEP_CONNECT, NULL, 0, false, false},
-    {"greeting", STEP_REPLY, NULL, 220, false, false},
-    {"EHLO", STEP_REPLY, EHLO_COMMAND, 250, true, false},
-    {"STARTTLS", STEP_REPLY, "STARTTLS\r\n", 220, false, false},
-    {"handshake", STEP_HANDSHAKE, NULL, 0, false, false},
-    {"EHLO in TLS", STEP_REPLY, EHLO_COMMAND, 250, false, true},
-    {"MAIL", STEP_REPLY, "MAIL FROM:<loadgen@example.org>\r\n", 250, false, false},
-    {"RCPT", STEP_REPLY, "RCPT TO:<sink@example.org>\r\n", 250, false, false},
-    {"DATA", STEP_REPLY, "DATA\r\n", 354, false, false},
-    {"message", STEP_MESSAGE, NULL, 250, false, false},
-    {"QUIT", STEP_REPLY, "QUIT\r\n", 221, false, false},
-    {"done", STEP_DONE, NULL, 0, false, false},
+    {"connect", STEP_CONNECT, NULL, 0, false, false, false},
+    {"greeting", STEP_REPLY, NULL, 220, false, false, false},
+    {"EHLO", STEP_REPLY, EHLO_COMMAND, 250, true, false, false},
+    {"STARTTLS", STEP_REPLY, "STARTTLS\r\n", 220, false, false, false},
+    {"handshake", STEP_HANDSHAKE, NULL, 0, false, false, false},
+    {"EHLO in TLS", STEP_REPLY, EHLO_COMMAND, 250, false, true, false},
+    {"MAIL", STEP_REPLY, "MAIL FROM:<loadgen@example.org>\r\n", 250, false, false, true},
+    {"RCPT", STEP_REPLY, "RCPT TO:<sink@example.org>\r\n", 250, false, false, false},
+    {"DATA", STEP_REPLY, "DATA\r\n", 354, false, false, false},
+    {"message", STEP_MESSAGE, NULL, 250, false, false, false},
+    {"QUIT", STEP_REPLY, "QUIT\r\n", 221, false, false, false},
+    {"done", STEP_DONE, NULL, 0, false, false, false},
 };
 
 static const struct step implicit_script[] = {
-    {"connect", STEP_CONNECT, NULL, 0, false, false},
-    {"handshake", STEP_HANDSHAKE, NULL, 0, false, false},
-    {"greeting", STEP_REPLY, NULL, 220, false, false},
-    {"EHLO in TLS", STEP_REPLY, EHLO_COMMAND, 250, false, true},
-    {"MAIL", STEP_REPLY, "MAIL FROM:<loadgen@example.org>\r\n", 250, false, false},
-    {"RCPT", STEP_REPLY, "RCPT TO:<sink@example.org>\r\n", 250, false, false},
-    {"DATA", STEP_REPLY, "DATA\r\n", 354, false, false},
-    {"message", STEP_MESSAGE, NULL, 250, false, false},
-    {"QUIT", STEP_REPLY, "QUIT\r\n", 221, false, false},
-    {"done", STEP_DONE, NULL, 0, false, false},
+    {"connect", STEP_CONNECT, NULL, 0, false, false, false},
+    {"handshake", STEP_HANDSHAKE, NULL, 0, false, false, false},
+    {"greeting", STEP_REPLY, NULL, 220, false, false, false},
+    {"EHLO in TLS", STEP_REPLY, EHLO_COMMAND, 250, false, true, false},
+    {"MAIL", STEP_REPLY, "MAIL FROM:<loadgen@example.org>\r\n", 250, false, false, true},
+    {"RCPT", STEP_REPLY, "RCPT TO:<sink@example.org>\r\n", 250, false, false, false},
+    {"DATA", STEP_REPLY, "DATA\r\n", 354, false, false, false},
+    {"message", STEP_MESSAGE, NULL, 250, false, false, false},
+    {"QUIT", STEP_REPLY, "QUIT\r\n", 221, false, false, false},
+    {"done", STEP_DONE, NULL, 0, false, false, false},
 };
 
 static const struct step plain_script[] = {
-    {"connect", STEP_CONNECT, NULL, 0, false, false},
-    {"greeting", STEP_REPLY, NULL, 220, false, false},
-    {"EHLO", STEP_REPLY, EHLO_COMMAND, 250, false, true},
-    {"MAIL", STEP_REPLY, "MAIL FROM:<loadgen@example.org>\r\n", 250, false, false},
-    {"RCPT", STEP_REPLY, "RCPT TO:<sink@example.org>\r\n", 250, false, false},
-    {"DATA", STEP_REPLY, "DATA\r\n", 354, false, false},
-    {"message", STEP_MESSAGE, NULL, 250, false, false},
-    {"QUIT", STEP_REPLY, "QUIT\r\n", 221, false, false},
-    {"done", STEP_DONE, NULL, 0, false, false},
+    {"connect", STEP_CONNECT, NULL, 0, false, false, false},
+    {"greeting", STEP_REPLY, NULL, 220, false, false, false},
+    {"EHLO", STEP_REPLY, EHLO_COMMAND, 250, false, true, false},
+    {"MAIL", STEP_REPLY, "MAIL FROM:<loadgen@example.org>\r\n", 250, false, false, true},
+    {"RCPT", STEP_REPLY, "RCPT TO:<sink@example.org>\r\n", 250, false, false, false},
+    {"DATA", STEP_REPLY, "DATA\r\n", 354, false, false, false},
+    {"message", STEP_MESSAGE, NULL, 250, false, false, false},
+    {"QUIT", STEP_REPLY, "QUIT\r\n", 221, false, false, false},
+    {"done", STEP_DONE, NULL, 0, false, false, false},
+};
+
+static const struct step handshake_script[] = {
+    {"connect", STEP_CONNECT, NULL, 0, false, false, false},
+    {"handshake", STEP_HANDSHAKE, NULL, 0, false, false, false},
+    {"done", STEP_DONE, NULL, 0, false, false, false},
 };
 
 struct options {
@@ -133,6 +148,7 @@ struct options {
 	size_t size;
 	const char *priority;
 	bool resume;
+	unsigned messages;   /* per session, each timed (--messages-per-session) */
 	unsigned hold;       /* 0: run complete sessions */
 	double hold_seconds; /* how long held sessions stay open at most */
 	double timeout;      /* per session */
@@ -161,6 +177,8 @@ struct conn {
 	size_t out_len;
 	size_t in_len;
 	ev_tstamp started;
+	ev_tstamp message_started;
+	unsigned messages_done;
 	ev_tstamp held_at;
 	bool held;
 	char failure[160];
@@ -193,6 +211,8 @@ struct loadgen {
 	ev_tstamp t_start;
 	ev_tstamp t_end;
 	double *latencies_ms; /* one per session done */
+	double *message_ms;   /* one per message accepted */
+	unsigned messages;
 	struct conn **conns;  /* every open connection, for the time limit */
 	size_t conns_len;
 	ev_timer limit_timer;
@@ -564,6 +584,12 @@ static enum progress conn_exchange_step(struct conn *c)
 static void conn_enter_step(struct conn *c)
 {
 	const struct step *s = c->step;
+	if (s->opens_message) {
+		/* The clock's own time, not the loop's: the loop's was taken
+		 * before this turn's work. */
+		ev_now_update(c->lg->loop);
+		c->message_started = ev_now(c->lg->loop);
+	}
 	if (s->kind == STEP_MESSAGE) {
 		c->out = c->lg->message;
 		c->out_len = c->lg->message_len;
@@ -604,6 +630,20 @@ static void conn_hold(struct conn *c)
 	check_holding(lg);
 }
 
+/* conn_message_done - the 250 after a message's end of data: time the
+ * message, and go back to MAIL while the session has messages left */
+static bool conn_message_done(struct conn *c)
+{
+	struct loadgen *lg = c->lg;
+	lg->message_ms[lg->messages++] = (ev_now(lg->loop) - c->message_started) * 1000.0;
+	if (++c->messages_done >= lg->opt.messages)
+		return false;
+	while (!c->step->opens_message)
+		c->step--;
+	conn_enter_step(c);
+	return true;
+}
+
 /* conn_advance - run the session until it must wait for its socket, fails,
  * is held or is done; then wait for the events that the step needs */
 static void conn_advance(struct conn *c)
@@ -637,6 +677,8 @@ static void conn_advance(struct conn *c)
 			conn_hold(c);
 			return;
 		}
+		if (c->step->kind == STEP_MESSAGE && conn_message_done(c))
+			continue; /* the next message's MAIL */
 		c->step++;
 		conn_enter_step(c);
 	}
@@ -761,16 +803,19 @@ static double percentile(const double *sorted, unsigned n, double p)
 /* print_result - the machine-readable result line */
 static void print_result(struct loadgen *lg)
 {
-	static const char *mode_names[] = {"starttls", "implicit", "plain"};
+	static const char *mode_names[] = {"starttls", "implicit", "plain", "handshake"};
 	double elapsed = lg->t_end > lg->t_start ? lg->t_end - lg->t_start : 0.0;
 	qsort(lg->latencies_ms, lg->ok, sizeof *lg->latencies_ms, compare_double);
-	double mib = (double)lg->ok * (double)lg->opt.size / (1024.0 * 1024.0);
+	qsort(lg->message_ms, lg->messages, sizeof *lg->message_ms, compare_double);
+	double mib = (double)lg->messages * (double)lg->opt.size / (1024.0 * 1024.0);
 	printf("result mode=%s%s ok=%u failed=%u resumed=%u elapsed_s=%.3f sessions_per_s=%.1f "
-	       "p50_ms=%.2f p99_ms=%.2f message_bytes=%zu mib_per_s=%.2f\n",
+	       "p50_ms=%.2f p99_ms=%.2f message_bytes=%zu mib_per_s=%.2f messages=%u msg_p50_ms=%.3f "
+	       "msg_p99_ms=%.3f\n",
 	       mode_names[lg->opt.mode], lg->opt.hold ? "-hold" : "", lg->ok, lg->failed, lg->resumed,
 	       elapsed, elapsed > 0 ? lg->ok / elapsed : 0.0, percentile(lg->latencies_ms, lg->ok, 50),
 	       percentile(lg->latencies_ms, lg->ok, 99), lg->opt.hold ? (size_t)0 : lg->opt.size,
-	       elapsed > 0 && !lg->opt.hold ? mib / elapsed : 0.0);
+	       elapsed > 0 && !lg->opt.hold ? mib / elapsed : 0.0, lg->messages,
+	       percentile(lg->message_ms, lg->messages, 50), percentile(lg->message_ms, lg->messages, 99));
 	fflush(stdout);
 }
 
@@ -780,10 +825,11 @@ static void usage(void)
 	fprintf(stderr, "usage: loadgen --port PORT [options]\n"
 	                "  --host ADDR           server address (default 127.0.0.1)\n"
 	                "  --port PORT           server port (required)\n"
-	                "  --mode MODE           starttls, implicit, plain or hold (default starttls)\n"
+	                "  --mode MODE           starttls, implicit, plain, handshake or hold (default starttls)\n"
 	                "  --concurrency N       sessions at once (default 50)\n"
 	                "  --sessions N          sessions in all (default 1000)\n"
 	                "  --size BYTES          message size (default 1024)\n"
+	                "  --messages-per-session N  messages in each session, each timed (default 1)\n"
 	                "  --priority STRING     GnuTLS priority (default " DEFAULT_PRIORITY ")\n"
 	                "  --resume on|off       reuse the last session ticket (default off)\n"
 	                "  --hold N              open N sessions to the EHLO inside TLS and hold them\n"
@@ -825,6 +871,7 @@ static void parse_options(int argc, char **argv, struct options *opt)
 	    {"concurrency", required_argument, NULL, 'c'},
 	    {"sessions", required_argument, NULL, 'n'},
 	    {"size", required_argument, NULL, 's'},
+	    {"messages-per-session", required_argument, NULL, 'M'},
 	    {"priority", required_argument, NULL, 'P'},
 	    {"resume", required_argument, NULL, 'r'},
 	    {"hold", required_argument, NULL, 'h'},
@@ -839,6 +886,7 @@ static void parse_options(int argc, char **argv, struct options *opt)
 	    .concurrency = 50,
 	    .sessions = 1000,
 	    .size = 1024,
+	    .messages = 1,
 	    .priority = DEFAULT_PRIORITY,
 	    .hold_seconds = 30,
 	    .timeout = 30,
@@ -861,6 +909,8 @@ static void parse_options(int argc, char **argv, struct options *opt)
 				opt->mode = MODE_IMPLICIT;
 			else if (strcmp(optarg, "plain") == 0)
 				opt->mode = MODE_PLAIN;
+			else if (strcmp(optarg, "handshake") == 0)
+				opt->mode = MODE_HANDSHAKE;
 			else if (strcmp(optarg, "hold") == 0)
 				hold_mode = true;
 			else
@@ -874,6 +924,9 @@ static void parse_options(int argc, char **argv, struct options *opt)
 			break;
 		case 's':
 			opt->size = parse_count("--size", optarg, 1UL << 30);
+			break;
+		case 'M':
+			opt->messages = parse_count("--messages-per-session", optarg, 1000000);
 			break;
 		case 'P':
 			opt->priority = optarg;
@@ -947,7 +1000,7 @@ int main(int argc, char **argv)
 {
 	struct loadgen *lg = xcalloc(1, sizeof *lg);
 	parse_options(argc, argv, &lg->opt);
-	const struct step *scripts[] = {starttls_script, implicit_script, plain_script};
+	const struct step *scripts[] = {starttls_script, implicit_script, plain_script, handshake_script};
 	lg->script = scripts[lg->opt.mode];
 	lg->target = lg->opt.hold ? lg->opt.hold : lg->opt.sessions;
 	if (lg->opt.concurrency > lg->target)
@@ -959,6 +1012,7 @@ int main(int argc, char **argv)
 	tls_setup(lg);
 	lg->message = message_build(lg->opt.size, &lg->message_len);
 	lg->latencies_ms = xcalloc(lg->target, sizeof *lg->latencies_ms);
+	lg->message_ms = xcalloc((size_t)lg->target * lg->opt.messages, sizeof *lg->message_ms);
 	lg->conns = xcalloc(lg->target, sizeof *lg->conns);
 
 	lg->loop = EV_DEFAULT;
@@ -988,6 +1042,7 @@ int main(int argc, char **argv)
 	gnutls_global_deinit();
 	free(lg->conns);
 	free(lg->latencies_ms);
+	free(lg->message_ms);
 	free(lg->message);
 	int status = lg->failed > 0 ? 1 : 0;
 	free(lg);

@@ -326,9 +326,12 @@ def test_unit_privileges_still_let_workers_drop_to_user(tmp_path, cert, sink, da
     with ehlo_starttls(port) as c:
         assert send_message(c, BODY).code == 250
     assert_delivered(sink, 1, BODY)
-    # A reload retires the old workers with SIGQUIT, a stop ends them with
-    # SIGTERM: signals from root to `user`, which take CAP_KILL.
+    # A reload retires the old workers, a stop ends them: commands on their
+    # control pipes, as signals from root to `user` would take CAP_KILL,
+    # which the unit does not grant.
     proxy.proc.send_signal(signal.SIGHUP)
     proxy.wait_log(r"info: reloaded ")
     assert stop_process(proxy.proc) == 0, proxy.text()
-    assert "cannot signal worker" not in proxy.text()
+    assert "cannot tell worker" not in proxy.text()
+    assert proxy.text().count("retiring with") == 2, proxy.text()
+    assert "told to shut down" in proxy.text(), proxy.text()

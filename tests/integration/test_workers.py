@@ -138,6 +138,34 @@ def test_a_dead_worker_is_replaced(sink, cert, tmp_path):
     assert rc == 1, "a lost worker shows in the supervisor's exit status:\n" + proxy.log.text()
 
 
+def test_workers_stop_when_the_supervisor_is_gone(sink, cert, tmp_path):
+    """The supervisor commands its workers on pipes of their own (no signals,
+    so no CAP_KILL); a pipe that closes, because the supervisor died, tells
+    the workers to shut down as on SIGTERM rather than serve on unsupervised."""
+    conf = write_conf(tmp_path / "c.conf", {"smtp": {"backend": sink.addr}}, cert,
+                      ("log_level = debug", "workers = 2"))
+    proxy = Proxy(conf, ["smtp"], starttlsd_binary())
+    workers = []
+    try:
+        workers = wait_workers(proxy, 2)
+        os.kill(proxy.proc.pid, signal.SIGKILL)
+        proxy.proc.wait(TIMEOUT)
+        found = proxy.log.wait_for(r"worker (\d+): the supervisor is gone; shutting down", count=2)
+        assert found, proxy.log.text()
+        assert sorted(int(m.group(1)) for m in found) == workers
+
+        def gone():
+            return all(not os.path.exists("/proc/%d" % w) or "Z" in open("/proc/%d/stat" % w).read().split()[2]
+                       for w in workers)
+
+        assert wait_until(gone, TIMEOUT), "workers still running after their supervisor died"
+    finally:
+        proxy.stop()
+        for w in workers:
+            if os.path.exists("/proc/%d" % w):
+                os.kill(w, signal.SIGKILL)  # orphans of a failed run, by PID
+
+
 def test_retired_workers_finish_their_sessions_and_exit(sink, start_proxy):
     proxy = start_proxy({"smtp": {"backend": sink.addr}}, ("log_level = debug", "workers = 2"))
     old = wait_workers(proxy, 2)
