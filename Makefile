@@ -65,6 +65,7 @@ EDGE_SRCS = \
 	proxy/systemd.c \
 	proxy/tls.c \
 	proxy/tls_creds.c \
+	proxy/tls_upstream.c \
 	proxy/worker.c
 
 UNIT_SRCS = \

@@ -6,6 +6,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics_shm.h"
+#include "tls_upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +43,32 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 		l->server = srv;
 		l->gen = gen;
 		gen->n_listeners++;
-		l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen);
-		if (!l->creds || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
+		bool tls_ok;
+		if (l->cfg->direction == CONFIG_OUTBOUND)
+			tls_ok = (l->upstream = tls_upstream_load(l->cfg, path, err, errlen)) != NULL;
+		else
+			tls_ok = (l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen)) != NULL;
+		if (!tls_ok || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
 			generation_unref(gen);
 			return NULL;
 		}
 	}
 	return gen;
+}
+
+bool generation_runnable(const struct generation *gen, const char *path, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < gen->n_listeners; i++) {
+		const struct config_listener *l = gen->listeners[i].cfg;
+		if (l->direction == CONFIG_OUTBOUND) {
+			snprintf(err, errlen,
+			         "%s:%d: direction = outbound: this build checks and loads outbound listeners "
+			         "but cannot run them yet (the connection edge has no TLS towards a backend)",
+			         path, l->direction_line);
+			return false;
+		}
+	}
+	return true;
 }
 
 void generation_ref(struct generation *gen)
@@ -60,8 +80,10 @@ void generation_unref(struct generation *gen)
 {
 	if (--gen->refs > 0)
 		return;
-	for (size_t i = 0; i < gen->n_listeners; i++)
+	for (size_t i = 0; i < gen->n_listeners; i++) {
 		tls_creds_free(gen->listeners[i].creds);
+		tls_upstream_free(gen->listeners[i].upstream);
+	}
 	free(gen);
 }
 
@@ -77,7 +99,8 @@ static void warn_key_changes(const struct generation *old, const struct generati
 {
 	for (size_t i = 0; i < gen->n_listeners; i++)
 		for (size_t j = 0; j < old->n_listeners; j++)
-			if (strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
+			if (gen->listeners[i].creds && old->listeners[j].creds &&
+			    strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
 			    !tls_creds_same_keys(gen->listeners[i].creds, old->listeners[j].creds))
 				log_warning("listener %s: its key changed; update any published DANE TLSA records "
 				            "(starttlsd -T prints the new ones)",
@@ -89,7 +112,8 @@ bool generation_reload(struct server *srv)
 	char err[2048];
 	struct generation *old = srv->current;
 	struct generation *gen = generation_load(srv, srv->config_path, log_load_warning, NULL, err, sizeof err);
-	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
+	if (!gen || !generation_runnable(gen, srv->config_path, err, sizeof err) ||
+	    !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
 		log_error("reload refused, the configuration in force stays: %s", err);
 		if (gen)
 			generation_unref(gen);
