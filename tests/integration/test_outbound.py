@@ -9,16 +9,20 @@ smtpd_tls_auth_only = yes. Certificates come from a test CA made here with
 certtool; a second CA plays the wrong one. Legacy senders: smtplib and swaks
 without TLS."""
 
+import os
 import re
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import (TIMEOUT, Client, run, starttlsd_binary, stuff, wait_until)
+from conftest import (TIMEOUT, Client, free_port, run, starttlsd_binary, stuff, wait_until)
+from test_postfix_backend import POSTCAT, POSTFIX, postfix_cmd
 
 RELAY_NAME = "relay.test"
 SWAKS = shutil.which("swaks") or "/usr/bin/swaks"
@@ -259,3 +263,161 @@ def test_smuggling_refused_as_inbound(relay, outbound, pki):
         assert c.reply().code == 554
     assert relay["sink"].messages() == []
     assert b"evil@" not in relay["sink"].all_raw()
+
+
+# --- Postfix: a relay that demands TLS, and a legacy sender that has none -----
+
+needs_postfix = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(POSTFIX),
+                                   reason="needs root and Postfix (packaging/install-deps test)")
+
+
+def private_postfix(name, main_lines, smtpd_line=None):
+    """A private Postfix instance in a folder the postfix user can reach;
+    its base folder. SMTPD_LINE is its one smtpd service, if any."""
+    base = Path(tempfile.mkdtemp(prefix="starttlsd-%s-" % name))
+    base.chmod(0o755)
+    etc, spool, data = base / "etc", base / "spool", base / "data"
+    for d in (etc, spool, data):
+        d.mkdir(parents=True)
+    shutil.chown(data, "postfix")
+    (etc / "main.cf").write_text("\n".join([
+        "compatibility_level = 3.6",
+        "queue_directory = %s" % spool,
+        "data_directory = %s" % data,
+        "meta_directory = /etc/postfix",
+        "mail_owner = postfix",
+        "setgid_group = postdrop",
+        "inet_interfaces = 127.0.0.1",
+        "inet_protocols = ipv4",
+        "maillog_file_prefixes = %s" % base,
+        "maillog_file = %s" % (base / "maillog"),
+        "alias_maps =",
+        "alias_database =",
+        "biff = no",
+    ] + main_lines) + "\n")
+    services = [line for line in open("/etc/postfix/master.cf").read().splitlines()
+                if line and not line[0].isspace() and not line.startswith("#") and not line.startswith("smtp ")
+                or line.startswith("smtp ") and " unix " in line]
+    services = [re.sub(r"^(\S+\s+\S+\s+\S+\s+\S+\s+)y", r"\1n", line) for line in services]
+    if not any(line.startswith("postlog") for line in services):
+        services.append("postlog unix-dgram n - n - 1 postlogd")
+    (etc / "master.cf").write_text("\n".join(([smtpd_line] if smtpd_line else []) + services) + "\n")
+    out = postfix_cmd(etc, "start")
+    assert "fatal" not in out.stdout, out.stdout
+    wait_until((data / "master.lock").exists)
+    return base
+
+
+def stop_postfix(base):
+    postfix_cmd(base / "etc", "stop")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postfix_relay(pki):
+    """Postfix demanding TLS (smtpd_tls_security_level = encrypt, AUTH only
+    inside TLS) with the CA's certificate for relay.test; it holds every
+    message it accepts, to be read back with postcat."""
+    port = free_port()
+    pem, key = pki["relay"]
+    for path in (pem, key):
+        os.chmod(path, 0o644)  # the smtpd runs as postfix
+    base = private_postfix("relay", [
+        "myhostname = %s" % RELAY_NAME,
+        "mydestination = example.org",
+        "mynetworks = 127.0.0.1/32",
+        "local_recipient_maps =",
+        "smtpd_recipient_restrictions = check_recipient_access static:HOLD, permit_mynetworks, reject",
+        "smtpd_tls_security_level = encrypt",
+        "smtpd_tls_auth_only = yes",
+        "smtpd_tls_cert_file = %s" % pem,
+        "smtpd_tls_key_file = %s" % key,
+        "smtpd_tls_loglevel = 1",
+    ], "127.0.0.1:%d inet n - n - - smtpd" % port)
+    try:
+        yield {"addr": "127.0.0.1:%d" % port, "base": base}
+    finally:
+        stop_postfix(base)
+
+
+def held_message(base, count=1):
+    """The messages Postfix holds, as postcat shows their headers and body."""
+    hold = base / "spool" / "hold"
+    held = wait_until(lambda: list(hold.glob("*")) if hold.exists() and len(list(hold.glob("*"))) >= count else [])
+    assert len(held) == count, held
+    return [subprocess.run([POSTCAT, "-c", str(base / "etc"), "-bh", str(p)], capture_output=True,
+                           timeout=30).stdout for p in held]
+
+
+def maillog(base, pattern):
+    path = base / "maillog"
+    wait_until(lambda: path.exists() and re.search(pattern, path.read_text()))
+    return path.read_text() if path.exists() else ""
+
+
+@needs_postfix
+def test_postfix_relay_demanding_tls(postfix_relay, outbound, pki):
+    proxy = outbound(postfix_relay["addr"], **verified_keys(pki))
+    body = b"Subject: via the smarthost\r\n\r\nfirst\r\n.leading dot\r\nlast\r\n"
+    features = send_smtplib(proxy.port("out"), body)
+    assert "starttls" not in features, features
+    held = held_message(postfix_relay["base"])[0]
+    assert held.endswith(b"\n\nfirst\n.leading dot\nlast\n"), held
+    log = maillog(postfix_relay["base"], r"TLS connection established")
+    assert re.search(r"TLS connection established from \S+: TLSv1\.[23]", log), log
+
+
+@needs_postfix
+def test_postfix_relay_sees_only_ehlo_without_tls(postfix_relay, start_proxy, outbound, pki):
+    """A relay that demands TLS but whose certificate fails the check hears
+    EHLO and STARTTLS, then a handshake that stops: no MAIL, no message."""
+    proxy = outbound(postfix_relay["addr"], upstream_name=RELAY_NAME, ca=pki["other_ca"])
+    r, _ = greeting_of(proxy.port("out"))
+    assert r.code == 421 and "4.7.0" in r.text, r
+    assert not (postfix_relay["base"] / "spool" / "hold").exists() or \
+        list((postfix_relay["base"] / "spool" / "hold").glob("*")) == []
+    log = maillog(postfix_relay["base"], r"disconnect from")
+    assert "MAIL" not in log.split("disconnect from")[0] or "mail=0" in log, log
+
+
+@needs_postfix
+def test_legacy_postfix_relays_through_the_proxy(postfix_relay, outbound, pki):
+    """A Postfix with TLS off (relayhost = [127.0.0.1]:port) sends through
+    the outbound listener to the Postfix that demands TLS."""
+    proxy = outbound(postfix_relay["addr"], **verified_keys(pki))
+    legacy = private_postfix("legacy", [
+        "myhostname = legacy.test",
+        "mydestination =",
+        "relayhost = [127.0.0.1]:%d" % proxy.port("out"),
+        "smtp_tls_security_level = none",
+    ])
+    try:
+        msg = b"From: a@legacy.test\nTo: b@example.org\nSubject: legacy\n\nbody from the legacy server\n"
+        out = subprocess.run(["/usr/sbin/sendmail", "-C", str(legacy / "etc"), "-f", "a@legacy.test",
+                              "b@example.org"], input=msg, capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        postfix_cmd(legacy / "etc", "flush")
+        held = held_message(postfix_relay["base"])[0]
+        assert held.endswith(b"\n\nbody from the legacy server\n"), held
+        log = maillog(legacy, r"status=sent")
+        assert re.search(r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d.*status=sent" % proxy.port("out"), log), log
+    finally:
+        stop_postfix(legacy)
+
+
+@needs_postfix
+def test_postfix_relay_fixture_demands_tls(postfix_relay, pki):
+    """The fixture itself: MAIL in plaintext is refused, and a client that
+    verifies the certificate against the test CA gets its message held."""
+    host, port = postfix_relay["addr"].split(":")
+    s = smtplib.SMTP(host, int(port), timeout=TIMEOUT)
+    s.ehlo("direct.test")
+    assert s.has_extn("starttls") and not s.has_extn("auth")
+    code, text = s.mail("a@example.org")
+    assert code == 530, (code, text)
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    s.starttls(context=ctx)  # checked against the certificate's IP address 127.0.0.1
+    s.ehlo("direct.test")
+    assert s.sendmail("a@example.org", ["b@example.org"], b"Subject: direct\r\n\r\nhi\r\n") == {}
+    s.quit()
+    assert held_message(postfix_relay["base"])[0].endswith(b"\n\nhi\n")
