@@ -122,23 +122,31 @@ bool tls_upstream_session(const struct tls_upstream *u, gnutls_session_t *sessio
 	return true;
 }
 
-enum opening_tls_result tls_upstream_result(int error)
+/* verify_status - the check's result in the handshake: 0 passed, (unsigned)-1
+ * none was made (verify = no, or the handshake ended before it) */
+static unsigned verify_status(gnutls_session_t session)
 {
-	if (error == 0)
-		return OPENING_TLS_VERIFIED;
-	return error == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR ? OPENING_TLS_NOT_TRUSTED : OPENING_TLS_FAILED;
+	return gnutls_session_get_verify_cert_status(session);
 }
 
-void tls_upstream_verify_text(const struct tls_upstream *u, gnutls_session_t session, int error, char *buf,
-                              size_t len)
+enum opening_tls_result tls_upstream_result(gnutls_session_t session, bool ok)
 {
-	if (error != GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
-		snprintf(buf, len, "%s", u->verify ? "ca" : "none");
-		return;
-	}
+	if (ok)
+		return OPENING_TLS_VERIFIED;
+	unsigned status = verify_status(session);
+	return status != 0 && status != (unsigned)-1 ? OPENING_TLS_NOT_TRUSTED : OPENING_TLS_FAILED;
+}
+
+const char *tls_upstream_verified(const struct tls_upstream *u)
+{
+	return u->verify ? "ca" : "none";
+}
+
+void tls_upstream_why_untrusted(gnutls_session_t session, char *buf, size_t len)
+{
 	gnutls_datum_t text = { NULL, 0 };
-	unsigned status = gnutls_session_get_verify_cert_status(session);
-	if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) < 0 || !text.data) {
+	if (gnutls_certificate_verification_status_print(verify_status(session), GNUTLS_CRT_X509, &text, 0) < 0 ||
+	    !text.data) {
 		snprintf(buf, len, "certificate check failed");
 		return;
 	}

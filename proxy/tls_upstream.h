@@ -38,17 +38,18 @@ const char *tls_upstream_name(const struct tls_upstream *u);
  * when GnuTLS could not make one (out of memory) */
 bool tls_upstream_session(const struct tls_upstream *u, gnutls_session_t *session_r);
 
-/* tls_upstream_result - what a finished handshake (GnuTLS's result ERROR,
- * 0 for success) means for the opening: verified, failed, or a
- * certificate that did not pass the check */
-enum opening_tls_result tls_upstream_result(int error);
+/* tls_upstream_result - what a handshake that ended (OK or not) means for
+ * the opening: verified, failed, or a certificate that did not pass the
+ * check (GnuTLS's verification status says which failure it was) */
+enum opening_tls_result tls_upstream_result(gnutls_session_t session, bool ok);
 
-/* tls_upstream_verify_text - "ca" or "none" for the session line's
- * verified=; after a failed check, GnuTLS's words for why, e.g. "The
- * certificate is NOT trusted. The name in the certificate does not match
- * the expected." */
-void tls_upstream_verify_text(const struct tls_upstream *u, gnutls_session_t session, int error, char *buf,
-                              size_t len);
+/* tls_upstream_verified - "ca" or "none" for the session line's verified= */
+const char *tls_upstream_verified(const struct tls_upstream *u);
+
+/* tls_upstream_why_untrusted - after OPENING_TLS_NOT_TRUSTED, GnuTLS's
+ * words for why, e.g. "The certificate is NOT trusted. The name in the
+ * certificate does not match the expected." */
+void tls_upstream_why_untrusted(gnutls_session_t session, char *buf, size_t len);
 
 /* tls_upstream_describe - "TLS1.3/AES-256-GCM" for the session line */
 void tls_upstream_describe(gnutls_session_t session, char *buf, size_t len);
