@@ -52,6 +52,7 @@ CORE_SRCS = \
 
 EDGE_SRCS = \
 	proxy/backend.c \
+	proxy/backend_side.c \
 	proxy/file_read.c \
 	proxy/file_watch.c \
 	proxy/conn.c \
@@ -66,6 +67,8 @@ EDGE_SRCS = \
 	proxy/tls.c \
 	proxy/tls_creds.c \
 	proxy/tls_upstream.c \
+	proxy/transport_plain.c \
+	proxy/transport_tls.c \
 	proxy/worker.c
 
 UNIT_SRCS = \

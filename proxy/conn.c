@@ -7,8 +7,13 @@
  * when a call would block, so a TLS read that needs a write (and the
  * reverse) simply waits for the other readiness. A connection is freed in
  * one place: at the end of conn_run(), never inside a callee.
+ *
+ * Both sockets are transports (transport.h), each with its readiness in a
+ * struct conn_side: the relay (side_read, side_write, side_flush) is the
+ * same for the client and the backend, plain or TLS. Connecting to the
+ * backend is backend_side.c's.
  */
-#include "conn.h"
+#include "conn_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,17 +42,8 @@
 /* Rounds of I/O for one connection before others get their turn. */
 #define ROUNDS_PER_EVENT 32
 /* The PROXY header must be complete within this time (the specification
- * asks for at least 3 seconds), and is looked at again this often while it
- * is incomplete (reading it exactly means peeking, which poll cannot wait
- * on). */
+ * asks for at least 3 seconds). */
 #define PROXY_HEADER_SECONDS 5.0
-#define PROXY_HEADER_RECHECK 0.02
-/* The TLS session's socket buffers (tls.h): reading ahead, a whole record
- * (16,645 bytes at most, RFC 8446 section 5.2) and the next one's header;
- * gathering, a handshake flight with its chain, or a few replies and a
- * close_notify. */
-#define TLS_READ_AHEAD_CAP (5 * 4096)
-#define TLS_GATHER_CAP 4096
 /* Heap pages go back to the system once this many sessions have ended
  * since the peak, and at least half of them (give_back_heap). */
 #define TRIM_AFTER_CLOSED 64
@@ -62,67 +58,6 @@ static const char REPLY_TOO_MANY[] = "421 4.7.0 Too many connections, try again 
 static const char *const refused_names[METRICS_REFUSED_REASONS] = { "max_connections", "max_per_ip",
 	                                                            "max_handshakes" };
 
-enum client_tls { CLIENT_PLAIN, CLIENT_HANDSHAKE, CLIENT_TLS };
-
-struct conn {
-	struct conn *prev, *next;
-	struct listener *listener;
-	struct server *srv;
-	int cfd, bfd;
-	struct tls_conn *tls;
-	enum client_tls client_tls;
-	bool c_readable, c_writable, b_readable, b_writable;
-	bool handshake_wants_write;
-	bool read_wants_write, write_wants_read;
-	bool client_eof;
-	bool client_eof_told;    /* session_client_eof() called (tell_client_eof) */
-	bool start_tls;  /* ACT_START_TLS: flush the 220, then handshake */
-	bool closing;    /* ACT_CLOSE_AFTER_FLUSH: flush, then close */
-	bool bye_gathered; /* close_notify is behind the last reply */
-	bool lingering;  /* output written; waiting for the client to close */
-	bool dead;
-	bool backend_connecting, backend_greeted;
-	bool awaiting_proxy;     /* accept_proxy: the load balancer's header first */
-	bool backend_after_handshake; /* proxy-v2 on implicit TLS carries the TLS facts */
-	bool proxy_header_late;  /* its header is incomplete: look again shortly */
-	bool refuse_proxy_header; /* a peer outside proxy_from: a header from it ends it */
-	bool refused;            /* by a limit, before its session began: no session line */
-	bool per_ip_counted;     /* holds one of per_ip_key's max_per_ip counts */
-	struct ip_count_key per_ip_key;
-	size_t backend_index;
-	size_t tls_write_len; /* bytes GnuTLS holds from a write that must be repeated */
-	ev_io cio, bio;
-	int cio_events, bio_events;
-	ev_timer handshake_timer, connect_timer, idle_timer, linger_timer, proxy_timer;
-	ev_timer session_timer;   /* session_timeout, from accept */
-	ev_timer data_rate_timer; /* min_data_rate, while a message is open */
-	uint64_t bytes_in, bytes_out;
-	ev_tstamp accepted_at;
-	bool message_open;        /* session_message_open(), as last seen */
-	ev_tstamp message_opened_at;
-	uint64_t message_bytes;   /* client bytes the session used since then */
-	struct sockaddr_storage client_addr, local_addr; /* as the backend is told (client_addr);
-	                                                  * local_addr is asked only for that */
-	char xclient_addr[INET6_ADDRSTRLEN + 8];
-	const char *end_reason;
-	char peer[64];
-	char tls_desc[64];
-	char tls_suite[64];
-	char sni[256];
-	const char *cert_name; /* the certificate it got (tls_cert_name) */
-	bool resumed;
-	bool io_since_sweep;   /* conn_release_idle_buffers */
-	bool buffers_released;
-	size_t cin_len, bin_len;
-	/* The session's output buffers and then these: one range of whole
-	 * pages to release while idle (CONN_SHIFT). */
-	struct session session;
-	uint8_t cin[CONN_INPUT_CAP];
-	uint8_t bin[CONN_INPUT_CAP];
-	uint8_t tls_read_ahead[TLS_READ_AHEAD_CAP];
-	uint8_t tls_gather[TLS_GATHER_CAP];
-};
-
 /* A connection is placed in its page-aligned allocation so that its I/O
  * buffers start on a page boundary and all of its state, the
  * session's included, fits in the one page before them: an idle session
@@ -134,8 +69,11 @@ struct conn {
 #define CONN_ALLOCATION \
 	((CONN_SHIFT + sizeof(struct conn) + PAGE_SIZE_ASSUMED - 1) / PAGE_SIZE_ASSUMED * PAGE_SIZE_ASSUMED)
 
-/* proxy_step reads the load balancer's header into the input buffer. */
-_Static_assert(PROXY_HEADER_MAX <= CONN_INPUT_CAP, "a PROXY header fits the client input buffer");
+/* proxy_step reads the load balancer's header into the input buffer, and
+ * what came behind it on an implicit-TLS listener goes to the read-ahead
+ * buffer as the start of the ClientHello (begin_handshake). */
+_Static_assert(PROXY_HEADER_MAX <= CONN_INPUT_CAP && CONN_INPUT_CAP <= TLS_READ_AHEAD_CAP,
+               "a PROXY header fits the client input buffer, and that the read-ahead buffer");
 _Static_assert(STATE_SIZE <= PAGE_SIZE_ASSUMED && CONN_SHIFT % _Alignof(struct conn) == 0,
                "a connection's state fits in one page");
 _Static_assert(offsetof(struct conn, cin) ==
@@ -154,12 +92,8 @@ _Static_assert(CONN_INPUT_CAP >= SESSION_AUTH_LINE_MAX, "an input buffer holds t
 static void conn_run(struct conn *c);
 static void conn_start(struct conn *c);
 static void init_session(struct conn *c);
-static void start_backend_connect(struct conn *c, size_t index);
-static bool header_first(const struct conn *c);
-static void try_next_backend(struct conn *c, int error);
 
-/* fail - end the connection now, for REASON */
-static void fail(struct conn *c, const char *reason)
+void conn_fail(struct conn *c, const char *reason)
 {
 	if (!c->end_reason && !c->session.stats.end_reason)
 		c->end_reason = reason;
@@ -167,18 +101,6 @@ static void fail(struct conn *c, const char *reason)
 }
 
 /* ---- lifecycle ---- */
-
-static void close_backend(struct conn *c)
-{
-	if (c->bfd < 0)
-		return;
-	ev_io_stop(c->srv->loop, &c->bio);
-	ev_timer_stop(c->srv->loop, &c->connect_timer);
-	close(c->bfd);
-	c->bfd = -1;
-	c->bio_events = 0;
-	c->bin_len = 0;
-}
 
 /* count_session_end - the session's own counts go to this worker's metrics */
 static void count_session_end(const struct conn *c, const char *end)
@@ -223,10 +145,10 @@ static void conn_free(struct conn *c)
 	}
 	if (c->per_ip_counted)
 		ip_count_release(srv->per_ip, &c->per_ip_key);
-	if (c->client_tls == CLIENT_HANDSHAKE)
+	if (c->client.tls == SIDE_HANDSHAKE)
 		handshake_over(srv);
 
-	ev_io_stop(srv->loop, &c->cio);
+	ev_io_stop(srv->loop, &c->client.io);
 	ev_timer_stop(srv->loop, &c->handshake_timer);
 	ev_timer_stop(srv->loop, &c->idle_timer);
 	ev_timer_stop(srv->loop, &c->linger_timer);
@@ -235,8 +157,8 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(srv->loop, &c->data_rate_timer);
 	/* The backend may be gone already, its greeting timer not. */
 	ev_timer_stop(srv->loop, &c->connect_timer);
-	close_backend(c);
-	tls_conn_free(c->tls);
+	backend_close(c);
+	transport_release(c->client.t);
 	close(c->cfd);
 	generation_unref(c->listener->gen);
 
@@ -250,6 +172,115 @@ static void conn_free(struct conn *c)
 	free((uint8_t *)c - CONN_SHIFT);
 	if (srv->draining && srv->n_conns == 0)
 		ev_break(srv->loop, EVBREAK_ALL);
+}
+
+/* ---- the relay: either side, either direction ---- */
+
+/* side_read - one read from side S into IN (*in_len of CAP in use); the
+ * result as the transport gave it, readiness updated */
+static enum transport_io side_read(struct conn_side *s, uint8_t *in, size_t *in_len, size_t cap,
+                                   size_t *n_r, const char **reason_r)
+{
+	*n_r = 0;
+	enum transport_io r = transport_read(s->t, in + *in_len, cap - *in_len, n_r, reason_r);
+	s->read_wants_write = r == TRANSPORT_WANT_WRITE;
+	if (r == TRANSPORT_OK) {
+		*in_len += *n_r;
+		/* Short of the socket's data: poll says when more comes, but
+		 * what is already off the socket (TLS records read ahead,
+		 * decrypted bytes) it cannot see. */
+		s->readable = !s->t->drained || transport_pending(s->t) > 0;
+	} else if (r == TRANSPORT_WANT_READ || r == TRANSPORT_WANT_WRITE) {
+		s->readable = false;
+	}
+	return r;
+}
+
+/* side_write - one write of LEN bytes at P to side S; GnuTLS wants a
+ * blocked write offered again with the same bytes */
+static enum transport_io side_write(struct conn_side *s, const uint8_t *p, size_t len, size_t *n_r,
+                                    const char **reason_r)
+{
+	*n_r = 0;
+	size_t offer = s->write_again ? s->write_again : len;
+	enum transport_io r = transport_write(s->t, p, offer, n_r, reason_r);
+	s->write_wants_read = r == TRANSPORT_WANT_READ;
+	if (r == TRANSPORT_OK) {
+		s->write_again = 0;
+	} else if (r == TRANSPORT_WANT_READ || r == TRANSPORT_WANT_WRITE) {
+		s->write_again = offer;
+		s->writable = false;
+	}
+	return r;
+}
+
+/* side_flush - what the transport gathered in this round leaves in one
+ * call; false on an error */
+static bool side_flush(struct conn_side *s, const char **reason_r)
+{
+	if (!s->t || transport_unsent(s->t) == 0 || !s->writable)
+		return true;
+	enum transport_io r = transport_flush(s->t, reason_r);
+	if (r == TRANSPORT_ERROR)
+		return false;
+	if (r != TRANSPORT_OK)
+		s->writable = false;
+	return true;
+}
+
+/* side_output_pending - S still has LEN bytes to write, or the transport
+ * holds some */
+static bool side_output_pending(const struct conn_side *s, size_t len)
+{
+	return len > 0 || s->write_again > 0 || (s->t && transport_unsent(s->t) > 0);
+}
+
+/* side_events - what S's watcher waits for, given what the connection
+ * wants of it; a TLS read that wants a write (and the reverse) waits for
+ * what it was told */
+static int side_events(const struct conn_side *s, bool want_read, bool want_write)
+{
+	int events = 0;
+	if (s->tls == SIDE_HANDSHAKE) {
+		events = s->handshake_wants_write ? EV_WRITE : EV_READ;
+		if (transport_unsent(s->t) > 0)
+			events |= EV_WRITE; /* a flight the socket did not take at once */
+		return events;
+	}
+	if ((want_read && !s->read_wants_write) || (want_write && s->write_wants_read))
+		events |= EV_READ;
+	if ((want_write && !s->write_wants_read) || (want_read && s->read_wants_write))
+		events |= EV_WRITE;
+	return events;
+}
+
+/* side_event - poll's news for side S: either readiness may unblock a TLS
+ * read or write (the two traps) */
+static void side_event(struct conn_side *s, int revents)
+{
+	if (revents & (EV_READ | EV_CUSTOM))
+		s->readable = true;
+	if ((revents & EV_READ) && s->t)
+		transport_readable(s->t);
+	if (revents & (EV_WRITE | EV_CUSTOM))
+		s->writable = true;
+	if (s->read_wants_write && (revents & EV_WRITE))
+		s->readable = true;
+	if (s->write_wants_read && (revents & EV_READ))
+		s->writable = true;
+}
+
+/* side_watch - start, stop or change S's io watcher on FD */
+static void side_watch(struct conn *c, struct conn_side *s, int fd, int wanted)
+{
+	if (fd < 0 || wanted == s->events)
+		return;
+	ev_io_stop(c->srv->loop, &s->io);
+	if (wanted) {
+		ev_io_set(&s->io, fd, wanted);
+		ev_io_start(c->srv->loop, &s->io);
+	}
+	s->events = wanted;
 }
 
 /* ---- the client side ---- */
@@ -279,60 +310,42 @@ static void client_closed(struct conn *c)
 	 * sent commands and then closed only its sending side (gnutls-cli and
 	 * nc at the end of their input) still reads their replies. */
 	if (!c->backend_greeted && c->bytes_in == 0)
-		fail(c, "client-closed");
+		conn_fail(c, "client-closed");
 }
 
 /* client_read - one read from the client, plaintext or TLS */
 static bool client_read(struct conn *c)
 {
-	if (!c->c_readable || c->client_eof || c->cin_len == sizeof c->cin)
+	if (!c->client.readable || c->client_eof || c->cin_len == sizeof c->cin)
 		return false;
-	size_t room = sizeof c->cin - c->cin_len;
-	if (c->client_tls == CLIENT_TLS) {
-		size_t n = 0;
-		const char *reason = NULL;
-		switch (tls_read(c->tls, c->cin + c->cin_len, room, &n, &reason)) {
-		case TLS_IO_OK:
-			c->cin_len += n;
-			c->bytes_in += n;
-			c->read_wants_write = false;
-			return true;
-		case TLS_IO_WANT_READ:
-			c->c_readable = false;
-			c->read_wants_write = false;
-			return false;
-		case TLS_IO_WANT_WRITE:
-			c->c_readable = false;
-			c->read_wants_write = true;
-			return false;
-		case TLS_IO_EOF:
-			client_closed(c);
-			return true;
-		case TLS_IO_ERROR:
-			log_warning("client %s: TLS: %s", c->peer, reason);
-			fail(c, "tls-error");
-			return true;
-		}
-		return false;
-	}
-	ssize_t n = recv(c->cfd, c->cin + c->cin_len, room, 0);
-	if (n > 0) {
-		if (c->refuse_proxy_header && c->bytes_in == 0 && proxy_header_could_be(c->cin, (size_t)n)) {
+	size_t before = c->cin_len, n;
+	const char *reason = NULL;
+	switch (side_read(&c->client, c->cin, &c->cin_len, sizeof c->cin, &n, &reason)) {
+	case TRANSPORT_OK:
+		if (c->refuse_proxy_header && c->bytes_in == 0 && c->client.tls == SIDE_PLAIN &&
+		    proxy_header_could_be(c->cin + before, n)) {
 			log_warning("client %s: PROXY header from a peer outside proxy_from; closed", c->peer);
-			fail(c, "proxy-header-refused");
+			conn_fail(c, "proxy-header-refused");
 			return true;
 		}
-		c->cin_len += (size_t)n;
-		c->bytes_in += (size_t)n;
-		c->c_readable = (size_t)n == room; /* short: poll tells when more comes */
+		c->bytes_in += n;
+		return true;
+	case TRANSPORT_WANT_READ:
+	case TRANSPORT_WANT_WRITE:
+		return false;
+	case TRANSPORT_EOF:
+		client_closed(c);
+		return true;
+	case TRANSPORT_ERROR:
+		if (c->client.tls == SIDE_PLAIN) {
+			client_closed(c); /* a reset: the same to the session */
+			return true;
+		}
+		log_warning("client %s: TLS: %s", c->peer, reason);
+		conn_fail(c, "tls-error");
 		return true;
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		c->c_readable = false;
-		return false;
-	}
-	client_closed(c);
-	return true;
+	return false;
 }
 
 /* client_write - session output to the client */
@@ -340,44 +353,21 @@ static bool client_write(struct conn *c)
 {
 	size_t len;
 	const uint8_t *p = session_output_to_client(&c->session, &len);
-	if (len == 0 || !c->c_writable || c->client_tls == CLIENT_HANDSHAKE)
+	if (len == 0 || !c->client.writable || c->client.tls == SIDE_HANDSHAKE)
 		return false;
-	size_t n = 0;
-	if (c->client_tls == CLIENT_TLS) {
-		const char *reason = NULL;
-		/* GnuTLS wants a repeated write to offer the same bytes. */
-		size_t offer = c->tls_write_len ? c->tls_write_len : len;
-		switch (tls_write(c->tls, p, offer, &n, &reason)) {
-		case TLS_IO_OK:
-			c->tls_write_len = 0;
-			c->write_wants_read = false;
-			break;
-		case TLS_IO_WANT_READ:
-			c->tls_write_len = offer;
-			c->write_wants_read = true;
-			c->c_writable = false;
-			return false;
-		case TLS_IO_WANT_WRITE:
-			c->tls_write_len = offer;
-			c->c_writable = false;
-			return false;
-		case TLS_IO_EOF:
-		case TLS_IO_ERROR:
-			log_debug("client %s: TLS write: %s", c->peer, reason ? reason : "closed");
-			fail(c, "client-write-error");
-			return true;
-		}
-	} else {
-		ssize_t r = send(c->cfd, p, len, MSG_NOSIGNAL);
-		if (r < 0) {
-			if (errno == EAGAIN || errno == EINTR) {
-				c->c_writable = false;
-				return false;
-			}
-			fail(c, "client-write-error");
-			return true;
-		}
-		n = (size_t)r;
+	size_t n;
+	const char *reason = NULL;
+	switch (side_write(&c->client, p, len, &n, &reason)) {
+	case TRANSPORT_OK:
+		break;
+	case TRANSPORT_WANT_READ:
+	case TRANSPORT_WANT_WRITE:
+		return false;
+	case TRANSPORT_EOF:
+	case TRANSPORT_ERROR:
+		log_debug("client %s: write: %s", c->peer, reason ? reason : "closed");
+		conn_fail(c, "client-write-error");
+		return true;
 	}
 	c->bytes_out += n;
 	metrics_add(&metrics_mine->counters.bytes[METRICS_TO_CLIENT], n);
@@ -390,7 +380,7 @@ static void log_client_cert(struct conn *c)
 {
 	char subject[512], sha256[100];
 	if (c->listener->cfg->request_client_cert &&
-	    tls_client_cert(c->tls, subject, sizeof subject, sha256, sizeof sha256))
+	    tls_client_cert(c->client.t, subject, sizeof subject, sha256, sizeof sha256))
 		log_info("client %s: client certificate subject=\"%s\" sha256=%s", c->peer, subject, sha256);
 }
 
@@ -405,48 +395,65 @@ static void count_handshake(const struct conn *c)
 	metrics_add(&m->resumed, c->resumed);
 }
 
-/* handshake_step - drive the TLS handshake */
+/* side_handshake - one step of S's TLS handshake, when its socket is ready
+ * for what the last step asked; TRANSPORT_WANT_READ also when not */
+static enum transport_io side_handshake(struct conn_side *s, const char **reason_r)
+{
+	if (s->handshake_wants_write ? !s->writable : !s->readable)
+		return TRANSPORT_WANT_READ;
+	enum transport_io r = transport_handshake(s->t, reason_r);
+	switch (r) {
+	case TRANSPORT_OK:
+		s->tls = SIDE_TLS;
+		s->readable = s->writable = true;
+		break;
+	case TRANSPORT_WANT_READ:
+		s->handshake_wants_write = false;
+		s->readable = false;
+		break;
+	case TRANSPORT_WANT_WRITE:
+		s->handshake_wants_write = true;
+		s->writable = false;
+		break;
+	case TRANSPORT_EOF:
+	case TRANSPORT_ERROR:
+		break;
+	}
+	return r;
+}
+
+/* handshake_step - drive the client's TLS handshake */
 static bool handshake_step(struct conn *c)
 {
-	if (c->client_tls != CLIENT_HANDSHAKE)
-		return false;
-	if (c->handshake_wants_write ? !c->c_writable : !c->c_readable)
+	if (c->client.tls != SIDE_HANDSHAKE)
 		return false;
 	const char *reason = NULL;
-	switch (tls_handshake(c->tls, &reason)) {
-	case TLS_IO_OK:
-		c->client_tls = CLIENT_TLS;
+	switch (side_handshake(&c->client, &reason)) {
+	case TRANSPORT_OK:
 		handshake_over(c->srv);
 		ev_timer_stop(c->srv->loop, &c->handshake_timer);
-		tls_describe(c->tls, c->tls_desc, sizeof c->tls_desc);
-		tls_suite(c->tls, c->tls_suite, sizeof c->tls_suite);
-		tls_sni(c->tls, c->sni, sizeof c->sni);
-		c->cert_name = tls_cert_name(c->tls);
-		c->resumed = tls_resumed(c->tls);
+		tls_describe(c->client.t, c->tls_desc, sizeof c->tls_desc);
+		tls_suite(c->client.t, c->tls_suite, sizeof c->tls_suite);
+		tls_sni(c->client.t, c->sni, sizeof c->sni);
+		c->cert_name = tls_cert_name(c->client.t);
+		c->resumed = tls_resumed(c->client.t);
 		count_handshake(c);
 		log_debug("client %s: TLS established: %s sni=%s", c->peer, c->tls_desc, c->sni);
 		log_client_cert(c);
 		session_tls_established(&c->session);
-		c->c_readable = c->c_writable = true;
 		if (c->backend_after_handshake) {
 			c->backend_after_handshake = false;
-			ev_timer_start(c->srv->loop, &c->connect_timer);
-			start_backend_connect(c, 0);
+			backend_start(c);
 		}
 		return true;
-	case TLS_IO_WANT_READ:
-		c->handshake_wants_write = false;
-		c->c_readable = false;
+	case TRANSPORT_WANT_READ:
+	case TRANSPORT_WANT_WRITE:
 		return false;
-	case TLS_IO_WANT_WRITE:
-		c->handshake_wants_write = true;
-		c->c_writable = false;
-		return false;
-	case TLS_IO_EOF:
-	case TLS_IO_ERROR:
+	case TRANSPORT_EOF:
+	case TRANSPORT_ERROR:
 		log_info("client %s: TLS handshake failed: %s", c->peer, reason ? reason : "connection closed");
 		metrics_add(&metrics_mine->counters.handshakes[METRICS_HANDSHAKE_FAILED], 1);
-		fail(c, "handshake-failed");
+		conn_fail(c, "handshake-failed");
 		return true;
 	}
 	return false;
@@ -455,25 +462,34 @@ static bool handshake_step(struct conn *c)
 /* begin_handshake - from now on the client speaks TLS */
 static void begin_handshake(struct conn *c)
 {
-	struct tls_buffers bufs = { c->tls_read_ahead, sizeof c->tls_read_ahead, c->tls_gather,
-		                    sizeof c->tls_gather };
-	c->tls = tls_conn_new(c->listener->creds, c->cfd, bufs);
-	if (!c->tls) {
-		log_error("client %s: cannot create a TLS session", c->peer);
-		fail(c, "tls-setup-failed");
-		return;
+	bool implicit = c->listener->cfg->tls == CONFIG_TLS_IMPLICIT;
+	struct transport_buffers bufs = { c->tls_read_ahead, sizeof c->tls_read_ahead, 0, c->tls_gather,
+		                          sizeof c->tls_gather };
+	if (implicit) {
+		/* What came behind a PROXY header is the ClientHello's start
+		 * (RFC 8314 section 3: TLS from the first byte). */
+		memcpy(c->tls_read_ahead, c->cin, c->cin_len);
+		bufs.read_ahead_len = c->cin_len;
 	}
 	/* RFC 3207 section 4.2: plaintext read after STARTTLS is dropped. */
 	c->cin_len = 0;
-	c->client_tls = CLIENT_HANDSHAKE;
+	c->client.t = tls_server_new(c->listener->creds, c->cfd, bufs);
+	if (!c->client.t) {
+		c->client.t = &c->client.plain;
+		log_error("client %s: cannot create a TLS session", c->peer);
+		conn_fail(c, "tls-setup-failed");
+		return;
+	}
+	c->client.t->drained = c->client.plain.drained && bufs.read_ahead_len == 0;
+	c->client.tls = SIDE_HANDSHAKE;
 	c->srv->handshakes++;
 	listener_update_all(c->srv); /* max_handshakes */
-	c->handshake_wants_write = false;
+	c->client.handshake_wants_write = false;
 	/* After STARTTLS's 220 the ClientHello cannot be there yet: poll
 	 * says when it is. With implicit TLS it often came with the
 	 * connection. */
-	c->c_readable = c->listener->cfg->tls == CONFIG_TLS_IMPLICIT;
-	c->c_writable = true;
+	c->client.readable = implicit;
+	c->client.writable = true;
 	ev_timer_set(&c->handshake_timer, c->listener->cfg->handshake_timeout, 0);
 	ev_timer_start(c->srv->loop, &c->handshake_timer);
 }
@@ -483,56 +499,67 @@ static void begin_handshake(struct conn *c)
 static void begin_linger(struct conn *c)
 {
 	shutdown(c->cfd, SHUT_WR);
-	close_backend(c);
+	backend_close(c);
 	c->lingering = true;
-	c->c_readable = false; /* its answer to the close cannot be there yet */
+	c->client.readable = false; /* its answer to the close cannot be there yet */
 	ev_timer_set(&c->linger_timer, LINGER_SECONDS, 0);
 	ev_timer_start(c->srv->loop, &c->linger_timer);
 }
 
-/* linger_read - discard what the client still sends; its EOF ends it all */
+/* linger_read - discard what the client still sends, as it comes off the
+ * socket; its EOF ends it all */
 static bool linger_read(struct conn *c)
 {
 	uint8_t scratch[4096];
-	if (!c->c_readable)
+	if (!c->client.readable)
 		return false;
-	ssize_t n = recv(c->cfd, scratch, sizeof scratch, 0);
-	if (n > 0)
+	size_t n;
+	const char *reason;
+	/* Raw bytes, close_notify or not: poll's readiness was told to the
+	 * TLS transport, if any, so the plain one is told here. */
+	struct transport *raw = &c->client.plain;
+	transport_readable(raw);
+	switch (transport_read(raw, scratch, sizeof scratch, &n, &reason)) {
+	case TRANSPORT_OK:
+		c->client.readable = !raw->drained;
 		return true;
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		c->c_readable = false;
+	case TRANSPORT_WANT_READ:
+	case TRANSPORT_WANT_WRITE:
+		c->client.readable = false;
 		return false;
+	case TRANSPORT_EOF:
+	case TRANSPORT_ERROR:
+		break;
 	}
 	c->dead = true;
 	return true;
 }
 
-/* proxy_step - take the load balancer's PROXY header off the socket,
- * exactly: what follows it (SMTP, or a TLS ClientHello) stays unread. The
- * header is looked at in the client input buffer, empty until it is done. */
+/* proxy_step - the load balancer's PROXY header, read like any other
+ * bytes into the client input buffer; what follows it (SMTP, or the start
+ * of a TLS ClientHello) stays there for the session or the handshake */
 static bool proxy_step(struct conn *c)
 {
-	uint8_t *head = c->cin;
 	struct proxy_header h;
-	if (!c->c_readable)
+	if (!c->client.readable)
 		return false;
-	ssize_t n = recv(c->cfd, head, PROXY_HEADER_MAX, MSG_PEEK);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		c->c_readable = false;
+	size_t n;
+	const char *reason = NULL;
+	enum transport_io r = side_read(&c->client, c->cin, &c->cin_len, sizeof c->cin, &n, &reason);
+	if (r == TRANSPORT_WANT_READ || r == TRANSPORT_WANT_WRITE)
 		return false;
-	}
-	enum proxy_header_result r = n > 0 ? proxy_header_parse(head, (size_t)n, &h) : PROXY_HEADER_INVALID;
-	if (r == PROXY_HEADER_INCOMPLETE && (size_t)n < PROXY_HEADER_MAX) {
-		c->c_readable = false;
-		c->proxy_header_late = true;
-		return false;
-	}
-	if (r != PROXY_HEADER_DONE || recv(c->cfd, head, h.length, 0) != (ssize_t)h.length) {
+	enum proxy_header_result parsed =
+	        r == TRANSPORT_OK ? proxy_header_parse(c->cin, c->cin_len, &h) : PROXY_HEADER_INVALID;
+	if (parsed == PROXY_HEADER_INCOMPLETE && c->cin_len < PROXY_HEADER_MAX)
+		return true; /* the rest comes later */
+	if (parsed != PROXY_HEADER_DONE) {
 		/* Never guessed: no valid header, no session (section 2). */
 		log_info("client %s: no valid PROXY header; closed", c->peer);
-		fail(c, "proxy-header-invalid");
+		conn_fail(c, "proxy-header-invalid");
 		return true;
 	}
+	c->cin_len -= h.length;
+	memmove(c->cin, c->cin + h.length, c->cin_len);
 	if (!h.local) {
 		c->client_addr = h.source;
 		c->local_addr = h.destination;
@@ -542,42 +569,40 @@ static bool proxy_step(struct conn *c)
 	c->awaiting_proxy = false;
 	ev_timer_stop(c->srv->loop, &c->proxy_timer);
 	log_debug("client %s: from the PROXY header", c->peer);
+	if (c->listener->cfg->tls != CONFIG_TLS_IMPLICIT)
+		c->bytes_in += c->cin_len; /* the client's first SMTP bytes */
 	conn_start(c);
 	return true;
 }
 
-/* ---- the backend side ---- */
+/* ---- the backend side (connecting to it: backend_side.c) ---- */
 
 static bool backend_read(struct conn *c)
 {
-	if (c->bfd < 0 || c->backend_connecting || !c->b_readable || c->bin_len == sizeof c->bin)
+	if (c->bfd < 0 || c->backend_connecting || !c->backend.readable || c->bin_len == sizeof c->bin)
 		return false;
-	size_t room = sizeof c->bin - c->bin_len;
-	ssize_t n = recv(c->bfd, c->bin + c->bin_len, room, 0);
-	if (n > 0) {
-		c->bin_len += (size_t)n;
-		c->b_readable = (size_t)n == room; /* short: poll tells when more comes */
-		if (!c->backend_greeted) {
-			c->backend_greeted = true;
-			ev_timer_stop(c->srv->loop, &c->connect_timer);
-			metrics_set(&metrics_mine->gauges.backend_ok_at[c->listener->metrics_index],
-			            (uint64_t)ev_now(c->srv->loop));
-		}
+	size_t n;
+	const char *reason = NULL;
+	switch (side_read(&c->backend, c->bin, &c->bin_len, sizeof c->bin, &n, &reason)) {
+	case TRANSPORT_OK:
+		if (!c->backend_greeted)
+			backend_greeted(c);
 		return true;
-	}
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		c->b_readable = false;
+	case TRANSPORT_WANT_READ:
+	case TRANSPORT_WANT_WRITE:
 		return false;
-	}
-	if (n < 0 && !c->backend_greeted && !header_first(c)) {
-		try_next_backend(c, errno); /* the connect failed (finish_backend_connect) */
-		return true;
+	case TRANSPORT_ERROR:
+		if (c->backend.tls == SIDE_PLAIN && backend_read_failed(c, errno))
+			return true;
+		break;
+	case TRANSPORT_EOF:
+		break;
 	}
 	/* Replies already read are still delivered before the 421. */
 	if (c->bin_len > 0)
 		(void)session_from_backend(&c->session, c->bin, c->bin_len);
 	log_debug("client %s: backend closed", c->peer);
-	close_backend(c);
+	backend_close(c);
 	session_backend_eof(&c->session);
 	return true;
 }
@@ -586,137 +611,37 @@ static bool backend_write(struct conn *c)
 {
 	size_t len;
 	const uint8_t *p = session_output_to_backend(&c->session, &len);
-	if (len == 0 || c->bfd < 0 || c->backend_connecting || !c->b_writable)
+	if (len == 0 || c->bfd < 0 || c->backend_connecting || !c->backend.writable)
 		return false;
-	ssize_t n = send(c->bfd, p, len, MSG_NOSIGNAL);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR) {
-			c->b_writable = false;
-			return false;
-		}
-		log_debug("client %s: backend write: %s", c->peer, strerror(errno));
-		close_backend(c);
+	size_t n;
+	const char *reason = NULL;
+	switch (side_write(&c->backend, p, len, &n, &reason)) {
+	case TRANSPORT_OK:
+		break;
+	case TRANSPORT_WANT_READ:
+	case TRANSPORT_WANT_WRITE:
+		return false;
+	case TRANSPORT_EOF:
+	case TRANSPORT_ERROR:
+		log_debug("client %s: backend write: %s", c->peer, reason ? reason : "closed");
+		backend_close(c);
 		session_backend_eof(&c->session);
 		return true;
 	}
-	session_sent_to_backend(&c->session, (size_t)n);
+	session_sent_to_backend(&c->session, n);
 	metrics_add(&metrics_mine->counters.bytes[METRICS_TO_BACKEND], (uint64_t)n);
 	return n > 0;
 }
 
-/* backend_failed - the backend cannot be had: the client gets 421 */
-static void backend_failed(struct conn *c)
+/* backend_flush - what the backend's transport gathered leaves in one call */
+static void backend_flush(struct conn *c)
 {
-	ev_timer_stop(c->srv->loop, &c->connect_timer);
-	metrics_add(&metrics_mine->counters.backend_connect_failures, 1);
-	session_backend_failed(&c->session);
-}
-
-/* send_client_addr - client_addr = proxy-v1 or proxy-v2: the header goes
- * first, in one write, before the greeting is read (PROXY protocol
- * section 2); on a fresh socket it always fits the send buffer */
-static bool send_client_addr(struct conn *c)
-{
-	uint8_t header[PROXY_HEADER_WRITE_MAX];
-	size_t n = 0;
-	enum config_client_addr mode = c->listener->cfg->client_addr;
-	if (mode != CONFIG_CLIENT_ADDR_PROXY_V1 && mode != CONFIG_CLIENT_ADDR_PROXY_V2)
-		return true;
-	if (c->local_addr.ss_family == AF_UNSPEC) {
-		/* Asked only here, the one place it is told; a PROXY header
-		 * from a load balancer has set it already. */
-		socklen_t local_len = sizeof c->local_addr;
-		if (getsockname(c->cfd, (struct sockaddr *)&c->local_addr, &local_len) < 0)
-			c->local_addr.ss_family = AF_UNSPEC;
-	}
-	if (mode == CONFIG_CLIENT_ADDR_PROXY_V1) {
-		n = proxy_header_write_v1(&c->client_addr, &c->local_addr, header, sizeof header);
-	} else {
-		/* With implicit TLS the handshake is over: its facts go along. */
-		char version[64] = "", sni[256];
-		struct proxy_tls_facts tls = { version, NULL, NULL };
-		if (c->client_tls == CLIENT_TLS) {
-			snprintf(version, sizeof version, "%s", c->tls_desc);
-			char *slash = strchr(version, '/');
-			if (slash) {
-				*slash = '\0';
-				tls.cipher = slash + 1;
-			}
-			tls_sni(c->tls, sni, sizeof sni);
-			tls.sni = strcmp(sni, "-") == 0 ? NULL : sni;
-		}
-		n = proxy_header_write_v2(&c->client_addr, &c->local_addr,
-		                          c->client_tls == CLIENT_TLS ? &tls : NULL, header, sizeof header);
-	}
-	return n > 0 && send(c->bfd, header, n, MSG_NOSIGNAL) == (ssize_t)n;
-}
-
-/* start_backend_connect - connect to address INDEX or a later one */
-static void start_backend_connect(struct conn *c, size_t index)
-{
-	bool transparent = c->listener->cfg->client_addr == CONFIG_CLIENT_ADDR_TRANSPARENT;
-	c->bfd = backend_connect(&c->listener->backend, index, transparent ? &c->client_addr : NULL,
-	                         &c->backend_index);
-	if (c->bfd < 0) {
-		log_warning("client %s: backend unreachable: %s", c->peer, strerror(errno));
-		backend_failed(c);
+	const char *reason = NULL;
+	if (c->bfd < 0 || c->backend_connecting || side_flush(&c->backend, &reason))
 		return;
-	}
-	c->backend_connecting = true;
-	c->b_readable = c->b_writable = false;
-	ev_io_set(&c->bio, c->bfd, 0);
-	c->bio_events = 0;
-}
-
-/* header_first - client_addr = proxy-v1 or proxy-v2: the backend hears
- * the header before it greets */
-static bool header_first(const struct conn *c)
-{
-	enum config_client_addr mode = c->listener->cfg->client_addr;
-	return mode == CONFIG_CLIENT_ADDR_PROXY_V1 || mode == CONFIG_CLIENT_ADDR_PROXY_V2;
-}
-
-/* try_next_backend - the connect failed with ERROR: the next address, or
- * a 421 when none is left */
-static void try_next_backend(struct conn *c, int error)
-{
-	size_t next = c->backend_index + 1;
-	ev_io_stop(c->srv->loop, &c->bio);
-	close(c->bfd);
-	c->bfd = -1;
-	c->backend_connecting = false;
-	if (next < c->listener->backend.n) {
-		start_backend_connect(c, next);
-		return;
-	}
-	log_warning("client %s: backend unreachable: %s", c->peer, strerror(error));
-	backend_failed(c);
-}
-
-/* finish_backend_connect - the non-blocking connect is over. Without a
- * header to send first, the greeting's readability says so and its read
- * tells a refused connect (backend_read); asking the socket for its error
- * would be one more call. */
-static bool finish_backend_connect(struct conn *c)
-{
-	if (!c->backend_connecting)
-		return false;
-	bool header = header_first(c);
-	if (header ? !c->b_writable : !c->b_readable)
-		return false;
-	int error = header ? backend_connect_result(c->bfd) : 0;
-	if (error == 0) {
-		c->backend_connecting = false;
-		c->b_readable = c->b_writable = true; /* a fresh socket's buffers are empty */
-		if (!send_client_addr(c)) {
-			log_warning("client %s: cannot send the PROXY header to the backend", c->peer);
-			close_backend(c);
-			backend_failed(c);
-		}
-		return true;
-	}
-	try_next_backend(c, error);
-	return true;
+	log_debug("client %s: backend write: %s", c->peer, reason);
+	backend_close(c);
+	session_backend_eof(&c->session);
 }
 
 /* ---- the session ---- */
@@ -750,7 +675,7 @@ static bool feed(struct conn *c)
 		moved |= used > 0;
 	}
 	track_message(c); /* a 354 opens one */
-	if (c->cin_len > 0 && c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing) {
+	if (c->cin_len > 0 && c->client.tls != SIDE_HANDSHAKE && !c->start_tls && !c->closing) {
 		bool was_open = c->message_open;
 		size_t used = session_from_client(&c->session, c->cin, c->cin_len);
 		memmove(c->cin, c->cin + used, c->cin_len - used);
@@ -778,7 +703,7 @@ static void apply_actions(struct conn *c)
 			c->dead = true;
 			break;
 		case ACT_DROP_BACKEND:
-			close_backend(c);
+			backend_close(c);
 			break;
 		case ACT_START_TLS:
 			metrics_add(&metrics_mine->counters.starttls, 1);
@@ -794,12 +719,12 @@ static void apply_actions(struct conn *c)
 	}
 }
 
-/* client_output_pending - bytes the session still has for the client */
+/* client_output_pending - bytes the session or TLS still has for the client */
 static bool client_output_pending(struct conn *c)
 {
 	size_t len;
 	(void)session_output_to_client(&c->session, &len);
-	return len > 0 || c->tls_write_len > 0 || (c->tls && tls_unsent(c->tls) > 0);
+	return side_output_pending(&c->client, len);
 }
 
 /* say_goodbye - closing over TLS: close_notify goes right behind the last
@@ -808,42 +733,20 @@ static void say_goodbye(struct conn *c)
 {
 	size_t len;
 	(void)session_output_to_client(&c->session, &len);
-	if (!c->closing || c->client_tls != CLIENT_TLS || c->bye_gathered || len > 0 || c->tls_write_len > 0)
+	if (!c->closing || c->client.tls != SIDE_TLS || c->bye_gathered || len > 0 || c->client.write_again > 0)
 		return;
-	tls_bye(c->tls);
+	transport_bye(c->client.t);
 	c->bye_gathered = true;
 }
 
 /* client_flush - what TLS gathered in this round leaves in one call */
 static void client_flush(struct conn *c)
 {
-	if (!c->tls || tls_unsent(c->tls) == 0 || !c->c_writable)
-		return;
 	const char *reason = NULL;
-	switch (tls_flush(c->tls, &reason)) {
-	case TLS_IO_OK:
-		break;
-	case TLS_IO_ERROR:
-		log_debug("client %s: TLS write: %s", c->peer, reason);
-		fail(c, "client-write-error");
-		break;
-	default:
-		c->c_writable = false;
-		break;
+	if (!side_flush(&c->client, &reason)) {
+		log_debug("client %s: write: %s", c->peer, reason);
+		conn_fail(c, "client-write-error");
 	}
-}
-
-/* set_watcher - start, stop or change one io watcher */
-static void set_watcher(struct conn *c, ev_io *w, int fd, int *current, int wanted)
-{
-	if (fd < 0 || wanted == *current)
-		return;
-	ev_io_stop(c->srv->loop, w);
-	if (wanted) {
-		ev_io_set(w, fd, wanted);
-		ev_io_start(c->srv->loop, w);
-	}
-	*current = wanted;
 }
 
 /* update_watchers - wait for exactly what the connection needs next */
@@ -853,33 +756,22 @@ static void update_watchers(struct conn *c)
 	if (c->lingering) {
 		client = EV_READ;
 	} else if (c->awaiting_proxy) {
-		client = c->proxy_header_late ? 0 : EV_READ;
-	} else if (c->client_tls == CLIENT_HANDSHAKE) {
-		client = c->handshake_wants_write ? EV_WRITE : EV_READ;
-		if (tls_unsent(c->tls) > 0)
-			client |= EV_WRITE; /* a flight the socket did not take at once */
+		client = EV_READ;
 	} else {
 		bool want_read = !c->client_eof && !c->start_tls && !c->closing && c->cin_len < sizeof c->cin;
-		bool want_write = client_output_pending(c);
-		if ((want_read && !c->read_wants_write) || (want_write && c->write_wants_read))
-			client |= EV_READ;
-		if ((want_write && !c->write_wants_read) || (want_read && c->read_wants_write))
-			client |= EV_WRITE;
+		client = side_events(&c->client, want_read, client_output_pending(c));
 	}
 	if (c->bfd >= 0) {
 		size_t len;
 		(void)session_output_to_backend(&c->session, &len);
 		if (c->backend_connecting)
-			backend = header_first(c) ? EV_WRITE : EV_READ;
-		else {
-			if (c->bin_len < sizeof c->bin)
-				backend |= EV_READ;
-			if (len > 0)
-				backend |= EV_WRITE;
-		}
+			backend = backend_connect_events(c);
+		else
+			backend = side_events(&c->backend, c->bin_len < sizeof c->bin,
+			                      side_output_pending(&c->backend, len));
 	}
-	set_watcher(c, &c->cio, c->cfd, &c->cio_events, client);
-	set_watcher(c, &c->bio, c->bfd, &c->bio_events, backend);
+	side_watch(c, &c->client, c->cfd, client);
+	side_watch(c, &c->backend, c->bfd, backend);
 }
 
 /* refresh_date - the trace line's date, formatted once a second */
@@ -912,8 +804,8 @@ static void conn_run(struct conn *c)
 			moved |= proxy_step(c);
 		} else {
 			progress |= handshake_step(c);
-			moved |= finish_backend_connect(c);
-			if (c->client_tls != CLIENT_HANDSHAKE && !c->start_tls && !c->closing)
+			moved |= backend_connect_step(c);
+			if (c->client.tls != SIDE_HANDSHAKE && !c->start_tls && !c->closing)
 				moved |= client_read(c);
 			moved |= backend_read(c);
 			progress |= feed(c);
@@ -924,12 +816,9 @@ static void conn_run(struct conn *c)
 			progress |= backend_write(c);
 			say_goodbye(c);
 			client_flush(c);
+			backend_flush(c);
 			if (c->dead)
 				break;
-			/* TLS data already decrypted is invisible to poll. */
-			if (c->client_tls == CLIENT_TLS && c->tls && tls_pending(c->tls) > 0 &&
-			    c->cin_len < sizeof c->cin)
-				c->c_readable = true;
 			if (c->start_tls && !client_output_pending(c)) {
 				c->start_tls = false;
 				begin_handshake(c);
@@ -951,7 +840,7 @@ static void conn_run(struct conn *c)
 	}
 	update_watchers(c);
 	if (round == ROUNDS_PER_EVENT)
-		ev_feed_event(c->srv->loop, &c->cio, EV_CUSTOM); /* more next turn */
+		ev_feed_event(c->srv->loop, &c->client.io, EV_CUSTOM); /* more next turn */
 }
 
 /* ---- callbacks ---- */
@@ -960,17 +849,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
 	(void)loop;
-	/* Either readiness may unblock a TLS read or write (the two traps). */
-	if (revents & (EV_READ | EV_CUSTOM))
-		c->c_readable = true;
-	if ((revents & EV_READ) && c->tls)
-		tls_socket_readable(c->tls);
-	if (revents & (EV_WRITE | EV_CUSTOM))
-		c->c_writable = true;
-	if (c->read_wants_write && (revents & EV_WRITE))
-		c->c_readable = true;
-	if (c->write_wants_read && (revents & EV_READ))
-		c->c_writable = true;
+	side_event(&c->client, revents);
 	conn_run(c);
 }
 
@@ -978,10 +857,7 @@ static void on_backend_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
 	(void)loop;
-	if (revents & EV_READ)
-		c->b_readable = true;
-	if (revents & EV_WRITE)
-		c->b_writable = true;
+	side_event(&c->backend, revents);
 	conn_run(c);
 }
 
@@ -992,7 +868,7 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	log_info("client %s: TLS handshake timed out", c->peer);
 	metrics_add(&metrics_mine->counters.handshakes[METRICS_HANDSHAKE_TIMEOUT], 1);
-	fail(c, "handshake-timeout");
+	conn_fail(c, "handshake-timeout");
 	conn_run(c);
 }
 
@@ -1002,7 +878,7 @@ static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	log_warning("client %s: backend did not greet within %us", c->peer, c->listener->cfg->connect_timeout);
-	close_backend(c);
+	backend_close(c);
 	backend_failed(c);
 	conn_run(c);
 }
@@ -1012,8 +888,8 @@ static void on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct conn *c = w->data;
 	(void)loop;
 	(void)revents;
-	if (c->client_tls == CLIENT_HANDSHAKE || c->lingering || c->closing) {
-		fail(c, "idle-timeout");
+	if (c->client.tls == SIDE_HANDSHAKE || c->lingering || c->closing) {
+		conn_fail(c, "idle-timeout");
 	} else {
 		session_idle_timeout(&c->session);
 		/* A client that never reads must not keep the 421 waiting. */
@@ -1025,9 +901,9 @@ static void on_idle_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 /* end_for_time_limit - session_timeout or min_data_rate ran out */
 static void end_for_time_limit(struct conn *c, const char *reply, const char *reason)
 {
-	if (c->awaiting_proxy || c->client_tls == CLIENT_HANDSHAKE || c->start_tls || c->lingering ||
+	if (c->awaiting_proxy || c->client.tls == SIDE_HANDSHAKE || c->start_tls || c->lingering ||
 	    c->closing) {
-		fail(c, reason); /* no SMTP reply can be given now */
+		conn_fail(c, reason); /* no SMTP reply can be given now */
 		return;
 	}
 	session_time_limit(&c->session, reply, reason);
@@ -1074,19 +950,14 @@ static void on_linger_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_run(c);
 }
 
-/* on_proxy_timer - look at an incomplete PROXY header again, or give up */
-static void on_proxy_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* on_proxy_timeout - no whole PROXY header in time */
+static void on_proxy_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *c = w->data;
 	(void)loop;
 	(void)revents;
-	if (ev_now(c->srv->loop) - c->accepted_at >= PROXY_HEADER_SECONDS) {
-		log_info("client %s: no PROXY header within %.0fs; closed", c->peer, PROXY_HEADER_SECONDS);
-		fail(c, "proxy-header-timeout");
-	} else if (c->proxy_header_late) {
-		c->proxy_header_late = false;
-		c->c_readable = true;
-	}
+	log_info("client %s: no PROXY header within %.0fs; closed", c->peer, PROXY_HEADER_SECONDS);
+	conn_fail(c, "proxy-header-timeout");
 	conn_run(c);
 }
 
@@ -1141,16 +1012,14 @@ static void conn_start(struct conn *c)
 	if (refused != METRICS_REFUSED_REASONS) {
 		refuse_client(c->listener, c->cfd, refused);
 		c->refused = true;
-		fail(c, refused_names[refused]);
+		conn_fail(c, refused_names[refused]);
 		return;
 	}
 	ev_timer_again(c->srv->loop, &c->idle_timer);
 	c->backend_after_handshake =
 	        cfg->tls == CONFIG_TLS_IMPLICIT && cfg->client_addr == CONFIG_CLIENT_ADDR_PROXY_V2;
-	if (!c->backend_after_handshake) {
-		ev_timer_start(c->srv->loop, &c->connect_timer);
-		start_backend_connect(c, 0);
-	}
+	if (!c->backend_after_handshake)
+		backend_start(c);
 	if (cfg->tls == CONFIG_TLS_IMPLICIT)
 		begin_handshake(c);
 }
@@ -1245,17 +1114,19 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	c->srv = srv;
 	c->cfd = fd;
 	c->bfd = -1;
-	c->c_writable = true;
+	c->client.writable = true;
 	format_addr(peer, c->peer, sizeof c->peer);
 	memcpy(&c->client_addr, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 	                                                          : sizeof(struct sockaddr_in));
 
 	init_session(c);
 
-	ev_io_init(&c->cio, on_client_io, fd, 0);
-	c->cio.data = c;
-	ev_io_init(&c->bio, on_backend_io, -1, 0);
-	c->bio.data = c;
+	transport_plain_init(&c->client.plain, fd);
+	c->client.t = &c->client.plain;
+	ev_io_init(&c->client.io, on_client_io, fd, 0);
+	c->client.io.data = c;
+	ev_io_init(&c->backend.io, on_backend_io, -1, 0);
+	c->backend.io.data = c;
 	ev_init(&c->handshake_timer, on_handshake_timeout);
 	c->handshake_timer.data = c;
 	ev_timer_init(&c->connect_timer, on_connect_timeout, l->cfg->connect_timeout, 0);
@@ -1272,6 +1143,8 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	ev_init(&c->data_rate_timer, on_data_rate_check);
 	c->data_rate_timer.repeat = DATA_RATE_CHECK_SECONDS;
 	c->data_rate_timer.data = c;
+	ev_timer_init(&c->proxy_timer, on_proxy_timeout, PROXY_HEADER_SECONDS, 0);
+	c->proxy_timer.data = c;
 
 	c->next = srv->conns;
 	if (srv->conns)
@@ -1281,17 +1154,12 @@ void conn_accept(struct listener *l, int fd, const struct sockaddr *peer)
 	if (srv->n_conns > srv->n_conns_peak)
 		srv->n_conns_peak = srv->n_conns;
 
-	ev_init(&c->proxy_timer, on_proxy_timer);
-	c->proxy_timer.repeat = PROXY_HEADER_RECHECK;
-	c->proxy_timer.data = c;
-	c->accepted_at = ev_now(srv->loop);
-
 	log_debug("client %s: connected to listener %s (worker %ld)", c->peer, l->cfg->name, srv->worker_pid);
 	if (l->cfg->accept_proxy && peer_listed(l->cfg, peer)) {
 		/* PROXY protocol section 2: nothing before a valid header. */
 		c->awaiting_proxy = true;
-		c->c_readable = true;
-		ev_timer_again(srv->loop, &c->proxy_timer);
+		c->client.readable = true;
+		ev_timer_start(srv->loop, &c->proxy_timer);
 	} else {
 		c->refuse_proxy_header = l->cfg->accept_proxy;
 		conn_start(c);
@@ -1304,8 +1172,8 @@ void conn_shutdown_all(struct server *srv)
 	struct conn *c = srv->conns, *next;
 	for (; c; c = next) {
 		next = c->next;
-		if (c->client_tls == CLIENT_HANDSHAKE || c->start_tls) {
-			fail(c, "shutdown");
+		if (c->client.tls == SIDE_HANDSHAKE || c->start_tls) {
+			conn_fail(c, "shutdown");
 		} else {
 			session_shutdown(&c->session);
 		}
@@ -1318,7 +1186,7 @@ void conn_close_all(struct server *srv)
 	struct conn *c = srv->conns, *next;
 	for (; c; c = next) {
 		next = c->next;
-		fail(c, "shutdown-timeout");
+		conn_fail(c, "shutdown-timeout");
 		conn_run(c);
 	}
 }
@@ -1341,7 +1209,7 @@ void conn_release_idle_buffers(struct server *srv)
 	for (struct conn *c = srv->conns; c; c = c->next) {
 		bool empty = c->cin_len == 0 && c->bin_len == 0 && buf_pending(&c->session.out_client) == 0 &&
 		             buf_pending(&c->session.out_backend) == 0 &&
-		             (!c->tls || (tls_pending(c->tls) == 0 && tls_unsent(c->tls) == 0));
+		             transport_pending(c->client.t) == 0 && transport_unsent(c->client.t) == 0;
 		if (!c->io_since_sweep && !c->buffers_released && empty) {
 			/* Private anonymous memory reads back as zeros: right for
 			 * empty buffers. */

@@ -1,11 +1,10 @@
-/* tls.h - TLS for the client side; tls.c and tls_creds.c are the only files
- * that use GnuTLS
+/* tls.h - TLS for the client side; tls.c, tls_creds.c and transport_tls.c
+ * are the only files that use GnuTLS
  *
  * A tls_creds holds one listener's certificates, OCSP responses and priority
- * cache, built once per configuration. A tls_conn is one server-side TLS
- * session on a non-blocking socket. Every I/O call says what it needs next:
- * the caller must wait for readability or writability as told, which covers
- * the TLS trap of a read that needs a write (and the reverse).
+ * cache, built once per configuration. tls_server_new makes one server-side
+ * TLS session on a non-blocking socket, as a transport (transport.h) that
+ * conn.c reads and writes like the plain one.
  */
 #ifndef STARTTLSD_TLS_H
 #define STARTTLSD_TLS_H
@@ -15,11 +14,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "transport.h"
 
 struct tls_creds;
-struct tls_conn;
-
-enum tls_io { TLS_IO_OK, TLS_IO_WANT_READ, TLS_IO_WANT_WRITE, TLS_IO_EOF, TLS_IO_ERROR };
 
 /* tls_warning_fn - receives "FILE:LINE: warning: ..." */
 typedef void tls_warning_fn(void *ctx, const char *line);
@@ -50,72 +47,31 @@ void tls_creds_tlsa(const struct tls_creds *creds, tls_tlsa_fn *fn, void *ctx);
 void tls_creds_cert_dates(const struct tls_creds *creds, size_t index, int64_t *expires_r,
                           int64_t *ocsp_this_update_r);
 
-/* The caller's buffers a session does its socket I/O through: GnuTLS reads
- * records out of READ_AHEAD, which one recv fills as far as the socket
- * allows (a record's header and body, and often the next records, for one
- * call), and what it sends is gathered in GATHER until tls_flush (a whole
- * handshake flight, or a reply and its close_notify, in one sendmsg). */
-struct tls_buffers {
-	uint8_t *read_ahead;
-	size_t read_ahead_cap;
-	uint8_t *gather;
-	size_t gather_cap;
-};
+/* tls_server_new - the client side's TLS: a server session for CREDS on FD
+ * through BUFS (transport.h), or NULL */
+struct transport *tls_server_new(struct tls_creds *creds, int fd, struct transport_buffers bufs);
 
-/* tls_conn_new - a server session on FD through BUFS, or NULL */
-struct tls_conn *tls_conn_new(struct tls_creds *creds, int fd, struct tls_buffers bufs);
-void tls_conn_free(struct tls_conn *t);
-
-/* tls_socket_readable - poll says the socket is readable again: until
- * then, after a recv that returned less than asked, none is tried (level
- * triggered polling tells when more has come) */
-void tls_socket_readable(struct tls_conn *t);
-
-/* tls_handshake - one step; on TLS_IO_ERROR *reason_r says why */
-enum tls_io tls_handshake(struct tls_conn *t, const char **reason_r);
-
-/* tls_read - decrypted bytes into BUF; *n_r set on TLS_IO_OK */
-enum tls_io tls_read(struct tls_conn *t, void *buf, size_t cap, size_t *n_r, const char **reason_r);
-
-/* tls_write - encrypt and send; after a WANT_* the caller offers the same
- * bytes again (GnuTLS already holds them) */
-enum tls_io tls_write(struct tls_conn *t, const void *buf, size_t len, size_t *n_r,
-                      const char **reason_r);
-
-/* tls_pending - bytes already off the socket that poll cannot see:
- * decrypted inside GnuTLS or still in the read-ahead buffer */
-size_t tls_pending(struct tls_conn *t);
-
-/* tls_unsent - gathered bytes that tls_flush has not sent yet */
-size_t tls_unsent(struct tls_conn *t);
-
-/* tls_flush - send what is gathered, in one call; TLS_IO_WANT_WRITE when
- * some is left */
-enum tls_io tls_flush(struct tls_conn *t, const char **reason_r);
-
-/* tls_bye - gather close_notify, best effort, never blocking; tls_flush
- * sends it */
-void tls_bye(struct tls_conn *t);
+/* The facts of a session tls_server_new made, once its handshake is done. */
 
 /* tls_describe - "TLS1.3/AES-256-GCM" for the session log line */
-void tls_describe(struct tls_conn *t, char *buf, size_t len);
+void tls_describe(const struct transport *t, char *buf, size_t len);
 
 /* tls_suite - the cipher suite's IANA name, e.g. "TLS_AES_256_GCM_SHA384" */
-void tls_suite(struct tls_conn *t, char *buf, size_t len);
+void tls_suite(const struct transport *t, char *buf, size_t len);
 
 /* tls_sni - the server name the client asked for, or "-" */
-void tls_sni(struct tls_conn *t, char *buf, size_t len);
+void tls_sni(const struct transport *t, char *buf, size_t len);
 
 /* tls_resumed - the session was resumed from a ticket */
-bool tls_resumed(struct tls_conn *t);
+bool tls_resumed(const struct transport *t);
 
 /* tls_cert_name - the first name of the certificate this session got, or
  * "-"; it lives as long as the credentials */
-const char *tls_cert_name(struct tls_conn *t);
+const char *tls_cert_name(const struct transport *t);
 
 /* tls_client_cert - the subject (RFC 4514) and SHA-256 fingerprint of the
  * certificate the client sent; false when it sent none */
-bool tls_client_cert(struct tls_conn *t, char *subject, size_t subject_len, char *sha256,
+bool tls_client_cert(const struct transport *t, char *subject, size_t subject_len, char *sha256,
                      size_t sha256_len);
 
 /* tls_library_version - GnuTLS's version at run time */
