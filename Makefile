@@ -69,6 +69,7 @@ EDGE_SRCS = \
 	proxy/tls_upstream.c \
 	proxy/transport_plain.c \
 	proxy/transport_tls.c \
+	proxy/upstream_side.c \
 	proxy/worker.c
 
 UNIT_SRCS = \

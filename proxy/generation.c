@@ -56,21 +56,6 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 	return gen;
 }
 
-bool generation_runnable(const struct generation *gen, const char *path, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < gen->n_listeners; i++) {
-		const struct config_listener *l = gen->listeners[i].cfg;
-		if (l->direction == CONFIG_OUTBOUND) {
-			snprintf(err, errlen,
-			         "%s:%d: direction = outbound: this build checks and loads outbound listeners "
-			         "but cannot run them yet (the connection edge has no TLS towards a backend)",
-			         path, l->direction_line);
-			return false;
-		}
-	}
-	return true;
-}
-
 void generation_ref(struct generation *gen)
 {
 	gen->refs++;
@@ -112,8 +97,7 @@ bool generation_reload(struct server *srv)
 	char err[2048];
 	struct generation *old = srv->current;
 	struct generation *gen = generation_load(srv, srv->config_path, log_load_warning, NULL, err, sizeof err);
-	if (!gen || !generation_runnable(gen, srv->config_path, err, sizeof err) ||
-	    !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
+	if (!gen || !listener_bind_all(gen, old, srv->config_path, err, sizeof err)) {
 		log_error("reload refused, the configuration in force stays: %s", err);
 		if (gen)
 			generation_unref(gen);

@@ -24,10 +24,6 @@ typedef void generation_warning_fn(void *ctx, const char *line);
 struct generation *generation_load(struct server *srv, const char *path, generation_warning_fn *warn,
                                    void *warn_ctx, char *err, size_t errlen);
 
-/* generation_runnable - every listener of GEN can run in this build; the
- * reason in ERR when one cannot */
-bool generation_runnable(const struct generation *gen, const char *path, char *err, size_t errlen);
-
 /* generation_reload - SIGHUP: load a whole new generation beside the one in
  * force, give it its sockets, and make it current only if all of it
  * loaded; otherwise log why and keep the old one */

@@ -197,10 +197,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	const struct config *cfg = &srv.current->cfg;
-	if (!generation_runnable(srv.current, path, err, sizeof err)) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
 
 	sigset_t handled;
 	worker_signals(&handled);

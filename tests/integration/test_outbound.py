@@ -84,15 +84,7 @@ def outbound(start_proxy, pki):
 
     def start(backend, **keys):
         keys = dict({"direction": "outbound", "backend": backend}, **keys)
-        try:
-            return start_proxy({"out": keys})
-        except pytest.fail.Exception as e:
-            # Until the connection edge has TLS towards a backend (issue
-            # 12 part 0), the proxy checks outbound listeners but will not
-            # run them, and says so.
-            if "cannot run them yet" in str(e):
-                pytest.skip("this build cannot run outbound listeners yet")
-            raise
+        return start_proxy({"out": keys})
 
     return start
 
@@ -174,7 +166,7 @@ def test_smtplib_through_a_starttls_relay(relay, outbound, pki):
     sink = relay["sink"]
     rec = sink.wait_done(1)
     assert sink.msg(1, "raw") == stuff(BODY)             # byte for byte
-    assert b"EHLO legacy.test\r\n" in rec and b"AUTH PLAIN " in rec, rec
+    assert b"ehlo legacy.test\r\n" in rec.lower() and b"AUTH PLAIN " in rec, rec
     # the relay saw the session inside TLS: its own session line says so
     line = relay["proxy"].wait_sessions(1)[0]
     assert line["tls"].startswith("TLS1.") and line["sni"] == RELAY_NAME, line
@@ -201,7 +193,10 @@ def test_swaks_through_an_implicit_relay(relay, outbound, pki):
     shown = [l for l in out.stdout.decode("latin-1").splitlines() if l.startswith("<-")]
     assert shown and not any("STARTTLS" in l.upper() for l in shown), out.stdout
     relay["sink"].wait_done(1)
-    assert relay["sink"].msg(1, "eml").endswith(BODY.split(b"\r\n\r\n", 1)[1]), relay["sink"].msg(1, "eml")
+    # swaks sends every line with CR LF, the bare LF included, and ends
+    # the data with an empty line of its own
+    want = BODY.replace(b"bare\nLF", b"bare\r\nLF") + b"\r\n"
+    assert relay["sink"].msg(1, "eml") == want, relay["sink"].msg(1, "eml")
 
 
 @pytest.mark.parametrize("keys,why", [
