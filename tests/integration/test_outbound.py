@@ -416,3 +416,15 @@ def test_postfix_relay_fixture_demands_tls(postfix_relay, pki):
     assert s.sendmail("a@example.org", ["b@example.org"], b"Subject: direct\r\n\r\nhi\r\n") == {}
     s.quit()
     assert held_message(postfix_relay["base"])[0].endswith(b"\n\nhi\n")
+
+
+def test_upstream_cert_is_presented(start_proxy, start_sink, outbound, pki):
+    """upstream_cert: the relay (asking for a client certificate) sees the
+    legacy sender's proxy as legacy.test, signed by the test CA."""
+    sink = start_sink()
+    relay = start_proxy({"smtp": {"backend": sink.addr, "cert": "%s %s" % pki["relay"], "client_cert": "request"}})
+    proxy = outbound("127.0.0.1:%d" % relay.port("smtp"), upstream_cert="%s %s" % pki["client"],
+                     **verified_keys(pki))
+    send_smtplib(proxy.port("out"))
+    sink.wait_done(1)
+    assert relay.log.wait_for(r"client certificate subject=\"CN=legacy\.test\""), relay.log.text()
