@@ -428,3 +428,21 @@ def test_upstream_cert_is_presented(start_proxy, start_sink, outbound, pki):
     send_smtplib(proxy.port("out"))
     sink.wait_done(1)
     assert relay.log.wait_for(r"client certificate subject=\"CN=legacy\.test\""), relay.log.text()
+
+
+def test_outbound_failures_are_counted(start_sink, start_proxy):
+    """starttlsd_sessions_ended_total counts an outbound failure by its reason."""
+    import urllib.request
+    sink = start_sink("--caps", "PIPELINING")
+    metrics_port = free_port()
+    proxy = start_proxy({"out": {"direction": "outbound", "backend": sink.addr, "verify": "no"}},
+                        global_lines=("log_level = debug", "metrics = 127.0.0.1:%d" % metrics_port))
+    r, _ = greeting_of(proxy.port("out"))
+    assert r.code == 421
+
+    def count():
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=TIMEOUT).read()
+        m = re.search(rb'starttlsd_sessions_ended_total\{reason="upstream-no-starttls"\} (\d+)', text)
+        return m and int(m.group(1)) == 1
+
+    assert wait_until(count)
