@@ -47,7 +47,8 @@ CORE_SRCS = \
 	proxy/core/session.c \
 	proxy/core/smtp_command.c \
 	proxy/core/smtp_reply.c \
-	proxy/core/trace.c
+	proxy/core/trace.c \
+	proxy/core/upstream_opening.c
 
 EDGE_SRCS = \
 	proxy/backend.c \
@@ -65,8 +66,10 @@ EDGE_SRCS = \
 	proxy/systemd.c \
 	proxy/tls.c \
 	proxy/tls_creds.c \
+	proxy/tls_upstream.c \
 	proxy/transport_plain.c \
 	proxy/transport_tls.c \
+	proxy/upstream_side.c \
 	proxy/worker.c
 
 UNIT_SRCS = \
@@ -81,7 +84,8 @@ UNIT_SRCS = \
 	tests/unit/test_proxy_header.c \
 	tests/unit/session_driver.c \
 	tests/unit/test_session.c \
-	tests/unit/test_smtp_command.c
+	tests/unit/test_smtp_command.c \
+	tests/unit/test_upstream_opening.c
 
 CORE_OBJS = $(CORE_SRCS:%.c=$(BUILD)/%.o)
 EDGE_OBJS = $(EDGE_SRCS:%.c=$(BUILD)/%.o)

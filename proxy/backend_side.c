@@ -47,7 +47,8 @@ void backend_failed(struct conn *c)
 {
 	ev_timer_stop(c->srv->loop, &c->connect_timer);
 	metrics_add(&metrics_mine->counters.backend_connect_failures, 1);
-	session_backend_failed(&c->session);
+	if (!upstream_lost(c))
+		session_backend_failed(&c->session);
 }
 
 /* start_connect - connect to address INDEX or a later one */
@@ -140,7 +141,7 @@ bool backend_connect_step(struct conn *c)
 {
 	if (!c->backend_connecting)
 		return false;
-	bool header = header_first(c);
+	bool header = header_first(c) || upstream_connect_by_write(c);
 	if (header ? !c->backend.writable : !c->backend.readable)
 		return false;
 	int error = header ? backend_connect_result(c->bfd) : 0;
@@ -160,7 +161,7 @@ bool backend_connect_step(struct conn *c)
 
 int backend_connect_events(const struct conn *c)
 {
-	return header_first(c) ? EV_WRITE : EV_READ;
+	return header_first(c) || upstream_connect_by_write(c) ? EV_WRITE : EV_READ;
 }
 
 bool backend_read_failed(struct conn *c, int error)

@@ -34,6 +34,7 @@
 #include "proxy_header.h"
 #include "session.h"
 #include "tls.h"
+#include "tls_upstream.h"
 
 /* After a final 421 the proxy stops writing and waits this long for the
  * client to close, so that closing with unread input (which sends a reset
@@ -134,6 +135,14 @@ static void conn_free(struct conn *c)
 	metrics_add(&metrics_mine->gauges.open[c->listener->metrics_index], (uint64_t)-1);
 	if (c->refused) {
 		log_debug("client %s: refused: %s", c->peer, end);
+	} else if (c->listener->upstream) {
+		count_session_end(c, end);
+		log_info("session listener=%s client=%s upstream=%s tls=%s verified=%s bytes_in=%llu bytes_out=%llu "
+		         "messages=%llu end=%s",
+		         c->listener->cfg->name, c->peer, tls_upstream_name(c->listener->upstream),
+		         c->tls_desc[0] ? c->tls_desc : "none", c->upstream_verified ? c->upstream_verified : "-",
+		         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+		         (unsigned long long)c->session.stats.messages_accepted, end);
 	} else {
 		count_session_end(c, end);
 		log_info("session listener=%s client=%s tls=%s sni=%s cert=%s resumed=%s bytes_in=%llu "
@@ -159,6 +168,7 @@ static void conn_free(struct conn *c)
 	ev_timer_stop(srv->loop, &c->connect_timer);
 	backend_close(c);
 	transport_release(c->client.t);
+	free(c->opening);
 	close(c->cfd);
 	generation_unref(c->listener->gen);
 
@@ -395,9 +405,7 @@ static void count_handshake(const struct conn *c)
 	metrics_add(&m->resumed, c->resumed);
 }
 
-/* side_handshake - one step of S's TLS handshake, when its socket is ready
- * for what the last step asked; TRANSPORT_WANT_READ also when not */
-static enum transport_io side_handshake(struct conn_side *s, const char **reason_r)
+enum transport_io conn_side_handshake(struct conn_side *s, const char **reason_r)
 {
 	if (s->handshake_wants_write ? !s->writable : !s->readable)
 		return TRANSPORT_WANT_READ;
@@ -428,7 +436,7 @@ static bool handshake_step(struct conn *c)
 	if (c->client.tls != SIDE_HANDSHAKE)
 		return false;
 	const char *reason = NULL;
-	switch (side_handshake(&c->client, &reason)) {
+	switch (conn_side_handshake(&c->client, &reason)) {
 	case TRANSPORT_OK:
 		handshake_over(c->srv);
 		ev_timer_stop(c->srv->loop, &c->handshake_timer);
@@ -596,7 +604,8 @@ static bool proxy_step(struct conn *c)
 
 static bool backend_read(struct conn *c)
 {
-	if (c->bfd < 0 || c->backend_connecting || !c->backend.readable || c->bin_len == sizeof c->bin)
+	if (c->bfd < 0 || c->backend_connecting || !c->backend.readable || c->bin_len == sizeof c->bin ||
+	    c->backend.tls == SIDE_HANDSHAKE)
 		return false;
 	size_t n;
 	const char *reason = NULL;
@@ -615,6 +624,8 @@ static bool backend_read(struct conn *c)
 	case TRANSPORT_EOF:
 		break;
 	}
+	if (upstream_lost(c))
+		return true;
 	/* Replies already read are still delivered before the 421. */
 	if (c->bin_len > 0)
 		(void)session_from_backend(&c->session, c->bin, c->bin_len);
@@ -628,7 +639,8 @@ static bool backend_write(struct conn *c)
 {
 	size_t len;
 	const uint8_t *p = session_output_to_backend(&c->session, &len);
-	if (len == 0 || c->bfd < 0 || c->backend_connecting || !c->backend.writable)
+	if (len == 0 || c->bfd < 0 || c->backend_connecting || !c->backend.writable ||
+	    c->backend.tls == SIDE_HANDSHAKE)
 		return false;
 	size_t n;
 	const char *reason = NULL;
@@ -685,7 +697,7 @@ static void track_message(struct conn *c)
 static bool feed(struct conn *c)
 {
 	bool moved = false;
-	if (c->bin_len > 0) {
+	if (c->bin_len > 0 && !upstream_opening_active(c)) {
 		size_t used = session_from_backend(&c->session, c->bin, c->bin_len);
 		memmove(c->bin, c->bin + used, c->bin_len - used);
 		c->bin_len -= used;
@@ -825,6 +837,7 @@ static void conn_run(struct conn *c)
 			if (c->client.tls != SIDE_HANDSHAKE && !c->start_tls && !c->closing)
 				moved |= client_read(c);
 			moved |= backend_read(c);
+			progress |= upstream_step(c);
 			progress |= feed(c);
 			apply_actions(c);
 			if (c->dead)
@@ -886,6 +899,11 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct conn *c = w->data;
 	(void)loop;
 	(void)revents;
+	if (c->opening) {
+		upstream_handshake_timeout(c);
+		conn_run(c);
+		return;
+	}
 	log_info("client %s: TLS handshake timed out", c->peer);
 	metrics_add(&metrics_mine->counters.handshakes[METRICS_HANDSHAKE_TIMEOUT], 1);
 	conn_fail(c, "handshake-timeout");
@@ -1036,6 +1054,10 @@ static void conn_start(struct conn *c)
 		return;
 	}
 	ev_timer_again(c->srv->loop, &c->idle_timer);
+	if (cfg->direction == CONFIG_OUTBOUND) {
+		upstream_start(c);
+		return;
+	}
 	c->backend_after_handshake =
 	        cfg->tls == CONFIG_TLS_IMPLICIT && cfg->client_addr == CONFIG_CLIENT_ADDR_PROXY_V2;
 	if (!c->backend_after_handshake)
@@ -1087,10 +1109,13 @@ static void xclient_addr(const struct sockaddr_storage *ss, char *buf, size_t le
 static void init_session(struct conn *c)
 {
 	const struct config_listener *cfg = c->listener->cfg;
+	/* Outbound: the session is protected once TLS with the relay is up,
+	 * as with implicit TLS (upstream_opening.h), and AUTH goes inside it. */
+	bool outbound = cfg->direction == CONFIG_OUTBOUND;
 	struct session_policy policy = {
-		.tls_mode = cfg->tls == CONFIG_TLS_IMPLICIT ? SESSION_IMPLICIT : SESSION_STARTTLS,
+		.tls_mode = cfg->tls == CONFIG_TLS_IMPLICIT || outbound ? SESSION_IMPLICIT : SESSION_STARTTLS,
 		.require_tls = cfg->require_tls,
-		.auth_before_tls = cfg->auth_before_tls,
+		.auth_before_tls = cfg->auth_before_tls || outbound,
 		.xclient = cfg->client_addr == CONFIG_CLIENT_ADDR_XCLIENT,
 		.proxy_helo = c->srv->hostname,
 		.client_addr = c->xclient_addr,

@@ -14,6 +14,7 @@
 #include "listener.h"
 #include "session.h"
 #include "transport.h"
+#include "upstream_opening.h"
 
 /* The TLS session's socket buffers (transport.h): reading ahead, a whole
  * record (16,645 bytes at most, RFC 8446 section 5.2) and the next one's
@@ -81,6 +82,10 @@ struct conn {
 	size_t cin_len, bin_len;
 	/* The session's output buffers and then these: one range of whole
 	 * pages to release while idle (CONN_SHIFT). */
+	/* direction = outbound: the way to TLS with the relay
+	 * (upstream_side.c), and its check once TLS is up; NULL inbound */
+	struct upstream_opening *opening;
+	const char *upstream_verified;
 	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
@@ -92,6 +97,34 @@ struct conn {
 
 /* conn_fail - end the connection now, for REASON */
 void conn_fail(struct conn *c, const char *reason);
+
+/* conn_side_handshake - one step of S's TLS handshake, when its socket is
+ * ready for what the last step asked; TRANSPORT_WANT_READ also when not */
+enum transport_io conn_side_handshake(struct conn_side *s, const char **reason_r);
+
+/* upstream_side.c: outbound listeners */
+
+/* upstream_start - the opening begins: connect to the relay */
+void upstream_start(struct conn *c);
+
+/* upstream_opening_active - outbound, and TLS with the relay is not up yet:
+ * the relay's bytes are the opening's, not the session's */
+bool upstream_opening_active(const struct conn *c);
+
+/* upstream_connect_by_write - the connect's end is seen by writability:
+ * an implicit-TLS relay does not speak first */
+bool upstream_connect_by_write(const struct conn *c);
+
+/* upstream_step - the opening's next move: read replies, write EHLO or
+ * STARTTLS, handshake; true when something moved */
+bool upstream_step(struct conn *c);
+
+/* upstream_lost - the relay went (or never came) before TLS was up: the
+ * client gets the opening's 421; false when the opening is over */
+bool upstream_lost(struct conn *c);
+
+/* upstream_handshake_timeout - handshake_timeout ran out on the relay */
+void upstream_handshake_timeout(struct conn *c);
 
 /* backend_side.c */
 

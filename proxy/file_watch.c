@@ -41,6 +41,9 @@ uint64_t file_watch_fingerprint(const struct server *srv)
 			h = mix_file(h, l->certs[j].key);
 			h = mix_file(h, l->certs[j].ocsp);
 		}
+		h = mix_file(h, l->ca);
+		h = mix_file(h, l->upstream_cert.chain);
+		h = mix_file(h, l->upstream_cert.key);
 	}
 	return h;
 }

@@ -6,6 +6,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics_shm.h"
+#include "tls_upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,12 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 		l->server = srv;
 		l->gen = gen;
 		gen->n_listeners++;
-		l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen);
-		if (!l->creds || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
+		bool tls_ok;
+		if (l->cfg->direction == CONFIG_OUTBOUND)
+			tls_ok = (l->upstream = tls_upstream_load(l->cfg, path, err, errlen)) != NULL;
+		else
+			tls_ok = (l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen)) != NULL;
+		if (!tls_ok || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
 			generation_unref(gen);
 			return NULL;
 		}
@@ -60,8 +65,10 @@ void generation_unref(struct generation *gen)
 {
 	if (--gen->refs > 0)
 		return;
-	for (size_t i = 0; i < gen->n_listeners; i++)
+	for (size_t i = 0; i < gen->n_listeners; i++) {
 		tls_creds_free(gen->listeners[i].creds);
+		tls_upstream_free(gen->listeners[i].upstream);
+	}
 	free(gen);
 }
 
@@ -77,7 +84,8 @@ static void warn_key_changes(const struct generation *old, const struct generati
 {
 	for (size_t i = 0; i < gen->n_listeners; i++)
 		for (size_t j = 0; j < old->n_listeners; j++)
-			if (strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
+			if (gen->listeners[i].creds && old->listeners[j].creds &&
+			    strcmp(gen->listeners[i].cfg->name, old->listeners[j].cfg->name) == 0 &&
 			    !tls_creds_same_keys(gen->listeners[i].creds, old->listeners[j].creds))
 				log_warning("listener %s: its key changed; update any published DANE TLSA records "
 				            "(starttlsd -T prints the new ones)",

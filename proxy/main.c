@@ -109,7 +109,7 @@ static void print_tlsa_records(const struct generation *gen)
 			for (size_t k = 0; k < j; k++)
 				seen = seen || strcmp(l->cfg->listen[k].port, port) == 0;
 			struct tlsa_ctx ctx = { port };
-			if (!seen)
+			if (!seen && l->creds) /* an outbound listener serves no certificate */
 				tls_creds_tlsa(l->creds, print_tlsa, &ctx);
 		}
 	}

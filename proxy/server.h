@@ -13,6 +13,7 @@
 
 struct conn;
 struct server;
+struct tls_upstream;
 
 struct listen_socket {
 	ev_io io; /* first: the watcher's address is the socket's */
@@ -24,7 +25,8 @@ struct listen_socket {
 /* One [section]: its sockets, credentials and backend. */
 struct listener {
 	const struct config_listener *cfg;
-	struct tls_creds *creds;
+	struct tls_creds *creds;          /* inbound: the certificates served; NULL outbound */
+	struct tls_upstream *upstream;    /* outbound: TLS towards the relay; NULL inbound */
 	struct backend_addrs backend;
 	struct listen_socket sockets[CONFIG_MAX_LISTEN * 2];
 	size_t n_sockets;

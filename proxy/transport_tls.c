@@ -16,6 +16,8 @@
 /* A sendmsg from the gather buffer takes at most this many of GnuTLS's
  * pieces along; the rest follows in the next call. */
 #define PUSH_IOV_MAX 32
+/* Post-handshake messages taken in one read before it says "again" (tls_read) */
+#define POST_HANDSHAKE_MAX 16
 
 struct transport_tls {
 	struct transport base; /* first: a transport * is one of these */
@@ -162,7 +164,14 @@ static enum transport_io tls_read(struct transport *base, void *buf, size_t cap,
                                   const char **reason_r)
 {
 	struct transport_tls *t = tls_of(base);
+	/* A TLS 1.3 post-handshake message (a server's NewSessionTicket, a
+	 * KeyUpdate) is taken in by one call that then says GNUTLS_E_AGAIN,
+	 * however many records are behind it in the read-ahead buffer: poll
+	 * cannot see those, so they are read now (a bounded number: each
+	 * call takes at least the message it handled). */
 	ssize_t r = gnutls_record_recv(t->session, buf, cap);
+	for (int again = 0; r == GNUTLS_E_AGAIN && t->read_len > 0 && again < POST_HANDSHAKE_MAX; again++)
+		r = gnutls_record_recv(t->session, buf, cap);
 	if (r > 0) {
 		*n_r = (size_t)r;
 		return TRANSPORT_OK;

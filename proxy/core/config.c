@@ -252,12 +252,9 @@ static bool key_tls(struct parse_ctx *ctx, struct config *cfg, struct config_lis
 	return true;
 }
 
-static bool key_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+/* parse_cert_paths - "CHAIN.pem [KEY.pem]" into C */
+static bool parse_cert_paths(struct parse_ctx *ctx, const char *v, struct config_cert *c)
 {
-	(void)cfg;
-	if (l->n_certs == CONFIG_MAX_CERTS)
-		return fail(ctx, ctx->line, "too many cert lines (at most %d)", CONFIG_MAX_CERTS);
-	struct config_cert *c = &l->certs[l->n_certs];
 	size_t chain_len = strcspn(v, " \t");
 	const char *key = v + chain_len;
 	key += strspn(key, " \t");
@@ -269,6 +266,16 @@ static bool key_cert(struct parse_ctx *ctx, struct config *cfg, struct config_li
 	c->chain[chain_len] = '\0';
 	strcpy(c->key, key);
 	c->line = ctx->line;
+	return true;
+}
+
+static bool key_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	if (l->n_certs == CONFIG_MAX_CERTS)
+		return fail(ctx, ctx->line, "too many cert lines (at most %d)", CONFIG_MAX_CERTS);
+	if (!parse_cert_paths(ctx, v, &l->certs[l->n_certs]))
+		return false;
 	l->n_certs++;
 	return true;
 }
@@ -502,7 +509,67 @@ static bool key_max_per_ip(struct parse_ctx *ctx, struct config *cfg, struct con
 	return parse_count(ctx, "max_per_ip", v, 0, &l->max_per_ip);
 }
 
+static bool key_direction(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	l->direction_line = ctx->line;
+	if (strcmp(v, "inbound") == 0)
+		l->direction = CONFIG_INBOUND;
+	else if (strcmp(v, "outbound") == 0)
+		l->direction = CONFIG_OUTBOUND;
+	else
+		return fail(ctx, ctx->line, "direction must be inbound or outbound, not '%s'", v);
+	return true;
+}
+
+static bool key_upstream_tls(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                             const char *v)
+{
+	(void)cfg;
+	if (strcmp(v, "starttls") == 0)
+		l->upstream_tls = CONFIG_TLS_STARTTLS;
+	else if (strcmp(v, "implicit") == 0)
+		l->upstream_tls = CONFIG_TLS_IMPLICIT;
+	else
+		return fail(ctx, ctx->line, "upstream_tls must be starttls or implicit, not '%s'", v);
+	return true;
+}
+
+/* key_upstream_name - a DNS name or an IP address: letters, digits, "-",
+ * "." and ":", so that it can go into SNI and the log as it is */
+static bool key_upstream_name(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                              const char *v)
+{
+	(void)cfg;
+	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:") != strlen(v) ||
+	    strlen(v) > 253)
+		return fail(ctx, ctx->line, "upstream_name must be a host name or an IP address, not '%s'", v);
+	return copy_value(ctx, l->upstream_name, sizeof l->upstream_name, v, "upstream_name");
+}
+
+static bool key_ca(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	l->ca_line = ctx->line;
+	return copy_value(ctx, l->ca, sizeof l->ca, v, "ca path");
+}
+
+static bool key_verify(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	return parse_bool(ctx, v, &l->verify);
+}
+
+static bool key_upstream_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                              const char *v)
+{
+	(void)cfg;
+	return parse_cert_paths(ctx, v, &l->upstream_cert);
+}
+
 enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
+/* Which listeners a listener key belongs to (direction) */
+enum key_use { USE_ANY, USE_INBOUND, USE_OUTBOUND };
 
 /* The key table: every key, where it may stand, whether it may repeat. */
 static const struct key_def {
@@ -510,36 +577,43 @@ static const struct key_def {
 	enum key_scope scope;
 	key_fn *parse;
 	bool repeatable;
+	enum key_use use;
 } key_table[] = {
-	{ "user", SCOPE_GLOBAL, key_user, false },
-	{ "workers", SCOPE_GLOBAL, key_workers, false },
-	{ "log_level", SCOPE_GLOBAL, key_log_level, false },
-	{ "pid_file", SCOPE_GLOBAL, key_pid_file, false },
-	{ "drain_timeout", SCOPE_GLOBAL, key_drain_timeout, false },
-	{ "listen", SCOPE_LISTENER, key_listen, true },
-	{ "backend", SCOPE_LISTENER, key_backend, false },
-	{ "tls", SCOPE_LISTENER, key_tls, false },
-	{ "cert", SCOPE_LISTENER, key_cert, true },
-	{ "ocsp", SCOPE_LISTENER, key_ocsp, true },
-	{ "priority", SCOPE_LISTENER, key_priority, false },
-	{ "client_cert", SCOPE_LISTENER, key_client_cert, false },
-	{ "require_tls", SCOPE_LISTENER, key_require_tls, false },
-	{ "auth_before_tls", SCOPE_LISTENER, key_auth_before_tls, false },
-	{ "client_addr", SCOPE_LISTENER, key_client_addr, false },
-	{ "accept_proxy", SCOPE_LISTENER, key_accept_proxy, false },
-	{ "proxy_from", SCOPE_LISTENER, key_proxy_from, true },
-	{ "trace_header", SCOPE_LISTENER, key_trace_header, false },
-	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false },
-	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false },
-	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false },
-	{ "session_timeout", SCOPE_LISTENER, key_session_timeout, false },
-	{ "min_data_rate", SCOPE_LISTENER, key_min_data_rate, false },
-	{ "min_data_rate_grace", SCOPE_LISTENER, key_min_data_rate_grace, false },
-	{ "metrics", SCOPE_GLOBAL, key_metrics, false },
-	{ "watch_files", SCOPE_GLOBAL, key_watch_files, false },
-	{ "max_connections", SCOPE_GLOBAL, key_max_connections, false },
-	{ "max_handshakes", SCOPE_GLOBAL, key_max_handshakes, false },
-	{ "max_per_ip", SCOPE_LISTENER, key_max_per_ip, false },
+	{ "user", SCOPE_GLOBAL, key_user, false, USE_ANY },
+	{ "workers", SCOPE_GLOBAL, key_workers, false, USE_ANY },
+	{ "log_level", SCOPE_GLOBAL, key_log_level, false, USE_ANY },
+	{ "pid_file", SCOPE_GLOBAL, key_pid_file, false, USE_ANY },
+	{ "drain_timeout", SCOPE_GLOBAL, key_drain_timeout, false, USE_ANY },
+	{ "listen", SCOPE_LISTENER, key_listen, true, USE_ANY },
+	{ "backend", SCOPE_LISTENER, key_backend, false, USE_ANY },
+	{ "tls", SCOPE_LISTENER, key_tls, false, USE_INBOUND },
+	{ "cert", SCOPE_LISTENER, key_cert, true, USE_INBOUND },
+	{ "ocsp", SCOPE_LISTENER, key_ocsp, true, USE_INBOUND },
+	{ "priority", SCOPE_LISTENER, key_priority, false, USE_ANY },
+	{ "client_cert", SCOPE_LISTENER, key_client_cert, false, USE_INBOUND },
+	{ "require_tls", SCOPE_LISTENER, key_require_tls, false, USE_INBOUND },
+	{ "auth_before_tls", SCOPE_LISTENER, key_auth_before_tls, false, USE_INBOUND },
+	{ "client_addr", SCOPE_LISTENER, key_client_addr, false, USE_INBOUND },
+	{ "accept_proxy", SCOPE_LISTENER, key_accept_proxy, false, USE_INBOUND },
+	{ "proxy_from", SCOPE_LISTENER, key_proxy_from, true, USE_INBOUND },
+	{ "trace_header", SCOPE_LISTENER, key_trace_header, false, USE_INBOUND },
+	{ "connect_timeout", SCOPE_LISTENER, key_connect_timeout, false, USE_ANY },
+	{ "handshake_timeout", SCOPE_LISTENER, key_handshake_timeout, false, USE_ANY },
+	{ "idle_timeout", SCOPE_LISTENER, key_idle_timeout, false, USE_ANY },
+	{ "session_timeout", SCOPE_LISTENER, key_session_timeout, false, USE_ANY },
+	{ "min_data_rate", SCOPE_LISTENER, key_min_data_rate, false, USE_ANY },
+	{ "min_data_rate_grace", SCOPE_LISTENER, key_min_data_rate_grace, false, USE_ANY },
+	{ "metrics", SCOPE_GLOBAL, key_metrics, false, USE_ANY },
+	{ "watch_files", SCOPE_GLOBAL, key_watch_files, false, USE_ANY },
+	{ "max_connections", SCOPE_GLOBAL, key_max_connections, false, USE_ANY },
+	{ "max_handshakes", SCOPE_GLOBAL, key_max_handshakes, false, USE_ANY },
+	{ "max_per_ip", SCOPE_LISTENER, key_max_per_ip, false, USE_ANY },
+	{ "direction", SCOPE_LISTENER, key_direction, false, USE_ANY },
+	{ "upstream_tls", SCOPE_LISTENER, key_upstream_tls, false, USE_OUTBOUND },
+	{ "upstream_name", SCOPE_LISTENER, key_upstream_name, false, USE_OUTBOUND },
+	{ "ca", SCOPE_LISTENER, key_ca, false, USE_OUTBOUND },
+	{ "verify", SCOPE_LISTENER, key_verify, false, USE_OUTBOUND },
+	{ "upstream_cert", SCOPE_LISTENER, key_upstream_cert, false, USE_OUTBOUND },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 _Static_assert(N_KEYS <= 64, "a key seen once is one bit of a uint64_t");
@@ -557,15 +631,35 @@ static void listener_defaults(struct config_listener *l)
 	l->session_timeout = 3600;
 	l->min_data_rate = 256;
 	l->min_data_rate_grace = 30;
+	l->upstream_tls = CONFIG_TLS_STARTTLS;
+	l->verify = true;
 }
 
-/* finish_listener - the required keys are there */
+/* finish_outbound - an outbound listener's keys fit together */
+static bool finish_outbound(struct parse_ctx *ctx, const struct config_listener *l)
+{
+	if (l->inbound_key)
+		return fail(ctx, l->inbound_key_line, "%s is for inbound listeners, and '%s' has direction = outbound",
+		            l->inbound_key, l->name);
+	if (l->backend.is_unix)
+		return fail(ctx, l->backend.line, "an outbound listener's backend is its upstream relay: HOST:PORT");
+	if (l->ca_line && !l->verify)
+		return fail(ctx, l->ca_line, "ca has no use with verify = no");
+	return true;
+}
+
+/* finish_listener - the required keys are there, and they fit the direction */
 static bool finish_listener(struct parse_ctx *ctx, const struct config_listener *l)
 {
 	if (l->n_listen == 0)
 		return fail(ctx, l->line, "listener '%s' has no listen line", l->name);
 	if (l->backend.line == 0)
 		return fail(ctx, l->line, "listener '%s' has no backend line", l->name);
+	if (l->direction == CONFIG_OUTBOUND)
+		return finish_outbound(ctx, l);
+	if (l->outbound_key)
+		return fail(ctx, l->outbound_key_line, "%s is for outbound listeners (direction = outbound)",
+		            l->outbound_key);
 	if (l->n_certs == 0)
 		return fail(ctx, l->line, "listener '%s' has no cert line", l->name);
 	if (l->n_proxy_from > 0 && !l->accept_proxy)
@@ -646,6 +740,14 @@ static bool parse_key_line(struct parse_ctx *ctx, struct config *cfg, char *s, u
 	if (!def->repeatable && (*seen & ((uint64_t)1 << idx)))
 		return fail(ctx, ctx->line, "%s given twice", key);
 	*seen |= (uint64_t)1 << idx;
+	if (def->use == USE_INBOUND && l && !l->inbound_key) {
+		l->inbound_key = def->name;
+		l->inbound_key_line = ctx->line;
+	}
+	if (def->use == USE_OUTBOUND && l && !l->outbound_key) {
+		l->outbound_key = def->name;
+		l->outbound_key_line = ctx->line;
+	}
 	return def->parse(ctx, cfg, l, value);
 }
 
@@ -712,11 +814,42 @@ static bool is_loopback_backend(const struct config_backend *b)
 	       strcasecmp(b->host, "localhost") == 0 || strncasecmp(b->host, "::ffff:127.", 11) == 0;
 }
 
+/* outbound_warnings - an outbound listener on every address, or with
+ * certificate checks off */
+static void outbound_warnings(const struct config_listener *l, const char *filename, config_warning_fn *warn,
+                              void *ctx)
+{
+	char msg[1024];
+	for (size_t j = 0; j < l->n_listen; j++) {
+		const char *h = l->listen[j].host;
+		if (strcmp(h, "*") != 0 && strcmp(h, "::") != 0 && strcmp(h, "0.0.0.0") != 0)
+			continue;
+		snprintf(msg, sizeof msg,
+		         "%s:%d: warning: listener '%s': an outbound listener on every address lets anyone who "
+		         "reaches it send through the upstream relay as this host (its address, its upstream_cert); "
+		         "listen on loopback or the LAN address the legacy server uses",
+		         filename, l->listen[j].line, l->name);
+		warn(ctx, msg);
+		break;
+	}
+	if (!l->verify) {
+		snprintf(msg, sizeof msg,
+		         "%s:%d: warning: listener '%s': verify = no: the upstream's certificate is not checked, "
+		         "so anyone on the path can pose as the relay and read the mail and the AUTH passwords",
+		         filename, l->line, l->name);
+		warn(ctx, msg);
+	}
+}
+
 void config_warnings(const struct config *cfg, const char *filename, config_warning_fn *warn, void *ctx)
 {
 	char msg[1024];
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
+		if (l->direction == CONFIG_OUTBOUND) {
+			outbound_warnings(l, filename, warn, ctx);
+			continue;
+		}
 		if (l->client_addr == CONFIG_CLIENT_ADDR_NONE && is_loopback_backend(&l->backend)) {
 			snprintf(msg, sizeof msg,
 			         "%s:%d: warning: listener '%s': with client_addr = none every session reaches "

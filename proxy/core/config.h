@@ -22,6 +22,9 @@
 
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
 enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
+/* inbound: TLS clients in, a plaintext backend behind. outbound: a legacy
+ * plaintext sender in, its TLS upstream relay (the backend) behind. */
+enum config_direction { CONFIG_INBOUND, CONFIG_OUTBOUND };
 enum config_client_addr { CONFIG_CLIENT_ADDR_NONE, CONFIG_CLIENT_ADDR_XCLIENT,
 	                  CONFIG_CLIENT_ADDR_PROXY_V1, CONFIG_CLIENT_ADDR_PROXY_V2,
 	                  CONFIG_CLIENT_ADDR_TRANSPARENT };
@@ -60,6 +63,12 @@ struct config_backend {
 struct config_listener {
 	char name[CONFIG_NAME_MAX];
 	int line; /* of the [NAME] header */
+	enum config_direction direction;
+	int direction_line;
+	/* The first key of the other direction's kind, for the error that
+	 * names its line (keys may come before direction) */
+	const char *inbound_key, *outbound_key;
+	int inbound_key_line, outbound_key_line;
 	struct config_listen listen[CONFIG_MAX_LISTEN];
 	size_t n_listen;
 	struct config_backend backend;
@@ -91,6 +100,14 @@ struct config_listener {
 	/* Connections at once from one client address (IPv6: one /64) on
 	 * this listener, per worker; 0: no limit */
 	unsigned max_per_ip;
+
+	/* direction = outbound: the upstream relay is the backend */
+	enum config_tls_mode upstream_tls;
+	char upstream_name[CONFIG_HOST_MAX]; /* verified and sent as SNI; "" means backend.host */
+	char ca[CONFIG_PATH_MAX];            /* trusted CAs (PEM); "" means the system's */
+	int ca_line;
+	bool verify; /* check the upstream's certificate chain and name */
+	struct config_cert upstream_cert; /* chain "" when none is sent */
 };
 
 struct config {

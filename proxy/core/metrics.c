@@ -31,7 +31,11 @@ static const char *const end_reasons[] = {
 	"handshake-failed", "handshake-timeout", "tls-error", "tls-setup-failed", "client-write-error",
 	"backend-closed", "backend-unreachable", "backend-protocol-error", "backend-no-xclient",
 	"backend-refused-xclient", "smuggling-refused", "proxy-header-invalid", "proxy-header-refused",
-	"proxy-header-timeout", "session-timeout", "data-too-slow", "other",
+	"proxy-header-timeout", "session-timeout", "data-too-slow",
+	/* outbound listeners: why TLS with the relay never came up */
+	"upstream-unreachable", "upstream-refused-greeting", "upstream-refused-ehlo", "upstream-no-starttls",
+	"upstream-refused-starttls", "upstream-data-before-tls", "upstream-handshake-failed",
+	"upstream-not-trusted", "upstream-protocol-error", "other",
 };
 _Static_assert(sizeof end_reasons / sizeof end_reasons[0] == METRICS_END_REASONS,
                "one row per end= value, and METRICS_END_REASONS counts them");

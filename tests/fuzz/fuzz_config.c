@@ -29,7 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < cfg.n_listeners; i++) {
 		const struct config_listener *l = &cfg.listeners[i];
 		assert(l->n_listen >= 1 && l->n_listen <= CONFIG_MAX_LISTEN);
-		assert(l->n_certs >= 1 && l->n_certs <= CONFIG_MAX_CERTS);
+		/* An outbound listener has no certificate of its own to serve,
+		 * a TCP upstream, and no key meant for the other direction. */
+		if (l->direction == CONFIG_OUTBOUND)
+			assert(l->n_certs == 0 && !l->backend.is_unix && !l->inbound_key);
+		else
+			assert(l->n_certs >= 1 && l->n_certs <= CONFIG_MAX_CERTS && !l->outbound_key);
 		assert(l->backend.line > 0 && l->name[0] != '\0');
 		assert(l->idle_timeout > 0 && l->connect_timeout > 0 && l->handshake_timeout > 0);
 	}

@@ -234,7 +234,8 @@ def write_conf(path, listeners, cert, global_lines=("log_level = debug",)):
         lines.append("[%s]" % name)
         keys = dict(keys)
         keys.setdefault("listen", "127.0.0.1:0")
-        keys.setdefault("cert", "%s %s" % cert)
+        if keys.get("direction") != "outbound":  # an outbound listener serves no certificate
+            keys.setdefault("cert", "%s %s" % cert)
         for key, value in keys.items():
             for v in value if isinstance(value, list) else [value]:
                 lines.append("%s = %s" % (key, v))

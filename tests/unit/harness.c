@@ -60,6 +60,7 @@ int main(void)
 	run_proxy_header_tests();
 	run_session_tests();
 	run_smtp_command_tests();
+	run_upstream_opening_tests();
 	printf("unit: %u passed, %u failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }

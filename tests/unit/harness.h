@@ -30,5 +30,6 @@ void run_metrics_tests(void);
 void run_proxy_header_tests(void);
 void run_session_tests(void);
 void run_smtp_command_tests(void);
+void run_upstream_opening_tests(void);
 
 #endif

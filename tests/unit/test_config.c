@@ -245,8 +245,92 @@ static void test_networks(void)
 	CHECK(!config_network_contains(&cfg.listeners[0].proxy_from[1], AF_INET, far), "/20 outside");
 }
 
+#define OUTBOUND "[relay]\nlisten = 127.0.0.1:2525\ndirection = outbound\nbackend = smtp.example.net:587\n"
+
+/* test_outbound - direction = outbound: its keys, defaults, and the keys
+ * of the other direction refused on their own line */
+static void test_outbound(void)
+{
+	CHECK(parse(OUTBOUND), err);
+	const struct config_listener *l = &cfg.listeners[0];
+	CHECK(l->direction == CONFIG_OUTBOUND && l->direction_line == 3 && l->n_certs == 0, "no cert needed");
+	CHECK(l->upstream_tls == CONFIG_TLS_STARTTLS && l->verify && !l->ca[0] && !l->upstream_name[0] &&
+	      !l->upstream_cert.chain[0], "outbound defaults: STARTTLS, verified against the system's CAs");
+	CHECK(parse(MINIMAL) && cfg.listeners[0].direction == CONFIG_INBOUND, "inbound by default");
+
+	CHECK(parse(OUTBOUND "upstream_tls = implicit\nupstream_name = relay.example.net\nca = /etc/ca.pem\n"
+	                     "upstream_cert = /me.pem /me.key\npriority = NORMAL:-VERS-ALL:+VERS-TLS1.3\n"
+	                     "connect_timeout = 10s\n"),
+	      err);
+	CHECK(l->upstream_tls == CONFIG_TLS_IMPLICIT && strcmp(l->upstream_name, "relay.example.net") == 0,
+	      "upstream_tls, upstream_name");
+	CHECK(strcmp(l->ca, "/etc/ca.pem") == 0 && l->ca_line == 7, "ca");
+	CHECK(strcmp(l->upstream_cert.chain, "/me.pem") == 0 && strcmp(l->upstream_cert.key, "/me.key") == 0 &&
+	      l->upstream_cert.line == 8, "upstream_cert");
+	CHECK(strcmp(l->priority, "NORMAL:-VERS-ALL:+VERS-TLS1.3") == 0 && l->connect_timeout == 10,
+	      "priority and timeouts apply to both directions");
+	CHECK(parse(OUTBOUND "verify = no\n") && !l->verify, "verify = no when written");
+	/* Keys may come before direction. */
+	CHECK(parse("[r]\nupstream_name = 192.0.2.1\nlisten = 127.0.0.1:25\nbackend = 192.0.2.1:465\n"
+	            "direction = outbound\n"),
+	      err);
+
+	static const struct {
+		const char *text;
+		const char *error;
+	} invalid_outbound[] = {
+		{ OUTBOUND "cert = /c.pem\n", "t.conf:5: cert is for inbound listeners, and 'relay' has direction = outbound" },
+		{ "[relay]\ntls = implicit\nlisten = 127.0.0.1:2525\nbackend = a:1\ndirection = outbound\n",
+		  "t.conf:2: tls is for inbound listeners, and 'relay' has direction = outbound" },
+		{ OUTBOUND "client_addr = xclient\n",
+		  "t.conf:5: client_addr is for inbound listeners, and 'relay' has direction = outbound" },
+		{ OUTBOUND "accept_proxy = yes\n",
+		  "t.conf:5: accept_proxy is for inbound listeners, and 'relay' has direction = outbound" },
+		{ OUTBOUND "require_tls = yes\n",
+		  "t.conf:5: require_tls is for inbound listeners, and 'relay' has direction = outbound" },
+		{ OUTBOUND "trace_header = yes\n",
+		  "t.conf:5: trace_header is for inbound listeners, and 'relay' has direction = outbound" },
+		{ MINIMAL "upstream_tls = starttls\n", "t.conf:5: upstream_tls is for outbound listeners (direction = outbound)" },
+		{ MINIMAL "verify = no\n", "t.conf:5: verify is for outbound listeners (direction = outbound)" },
+		{ MINIMAL "ca = /ca.pem\n", "t.conf:5: ca is for outbound listeners (direction = outbound)" },
+		{ "[r]\nlisten = 127.0.0.1:25\ndirection = outbound\nbackend = unix:/run/x\n",
+		  "t.conf:4: an outbound listener's backend is its upstream relay: HOST:PORT" },
+		{ OUTBOUND "ca = /ca.pem\nverify = no\n", "t.conf:5: ca has no use with verify = no" },
+		{ OUTBOUND "direction = inbound\n", "t.conf:5: direction given twice" },
+		{ OUTBOUND "upstream_tls = tls\n", "t.conf:5: upstream_tls must be starttls or implicit, not 'tls'" },
+		{ OUTBOUND "upstream_name = a b\n",
+		  "t.conf:5: upstream_name must be a host name or an IP address, not 'a b'" },
+		{ OUTBOUND "upstream_cert = /a /b /c\n", "t.conf:5: cert takes CHAIN.pem and an optional KEY.pem" },
+		{ "[r]\nlisten = 127.0.0.1:25\ndirection = sideways\n",
+		  "t.conf:3: direction must be inbound or outbound, not 'sideways'" },
+		{ "[r]\ndirection = outbound\nlisten = 127.0.0.1:25\n", "t.conf:1: listener 'r' has no backend line" },
+	};
+	for (size_t i = 0; i < sizeof invalid_outbound / sizeof invalid_outbound[0]; i++) {
+		CHECK(!parse(invalid_outbound[i].text), invalid_outbound[i].error);
+		CHECK_BYTES(err, strlen(err), invalid_outbound[i].error, strlen(invalid_outbound[i].error), invalid_outbound[i].text);
+	}
+
+	/* Warnings: every address, and verify = no; no open-relay warning
+	 * (the backend is a remote relay, not the server behind). */
+	warnings[0] = '\0';
+	CHECK(parse("[r]\nlisten = *:2525\ndirection = outbound\nbackend = 127.0.0.1:587\nverify = no\n"), err);
+	config_warnings(&cfg, "t.conf", collect, NULL);
+	static const char want[] =
+		"t.conf:2: warning: listener 'r': an outbound listener on every address lets anyone who reaches it "
+		"send through the upstream relay as this host (its address, its upstream_cert); listen on loopback "
+		"or the LAN address the legacy server uses\n"
+		"t.conf:1: warning: listener 'r': verify = no: the upstream's certificate is not checked, so anyone "
+		"on the path can pose as the relay and read the mail and the AUTH passwords\n";
+	CHECK_BYTES(warnings, strlen(warnings), want, strlen(want), "outbound warnings");
+	warnings[0] = '\0';
+	CHECK(parse(OUTBOUND), err);
+	config_warnings(&cfg, "t.conf", collect, NULL);
+	CHECK(warnings[0] == '\0', warnings);
+}
+
 void run_config_tests(void)
 {
+	test_outbound();
 	test_networks();
 	test_valid();
 	test_watch_files();
