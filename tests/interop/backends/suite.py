@@ -94,9 +94,10 @@ def send(c, body, rcpts=("rcpt@" + DOMAIN,), mail_args=""):
 class Running:
     """The module's backend: its container and the address the proxy uses."""
 
-    def __init__(self, spec, container, port):
-        self.spec, self.c, self.port = spec, container, port
+    def __init__(self, spec, container, port, port2=None):
+        self.spec, self.c, self.port, self.port2 = spec, container, port, port2
         self.addr = "127.0.0.1:%d" % port
+        self.addr2 = "127.0.0.1:%d" % port2 if port2 else None
 
     def log(self):
         try:
@@ -132,14 +133,16 @@ def assert_stored(stored, sent):
 
 @pytest.fixture(scope="module")
 def backend(request, container_module, tmp_path_factory):
+    """The backend's configuration with its placeholders filled in: 10025 and
+    10026 become free ports (its main and, if it has one, second listener)."""
     spec = request.module.BACKEND
-    port = free_port()
+    port, port2 = free_port(), free_port()
     subs = dict(spec.permit, **spec.extra)
-    subs["10025"] = port
+    subs.update({"10025": port, "10026": port2})
     conf = render(REPO / "conf" / "backends" / spec.conf, tmp_path_factory.mktemp(spec.conf), subs)
     c = container_module(spec.image, conf)
     c.wait_port(port, timeout=spec.start_timeout)
-    return Running(spec, c, port)
+    return Running(spec, c, port, port2)
 
 
 @pytest.fixture
