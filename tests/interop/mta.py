@@ -12,7 +12,8 @@ API (shared by tests/interop/backends and tests/interop/senders):
         each key of SUBSTITUTIONS by its value in every file, keeping modes.
     Container(name, conf_dir, command=("/interop/start",), network="host")
         .start() runs IMAGE(name) detached with CONF_DIR mounted read-only at
-        /interop and COMMAND as its command (the start script of the
+        /interop, tests/interop/container-bin at /interop-bin (syslog-sink:
+        a /dev/log reader for servers that log only to syslog), and COMMAND as its command (the start script of the
         configuration); network is "host" or a named network namespace
         ("ns:/run/netns/NAME").  Returns self; .id is the container ID.
         .wait_port(port, host="127.0.0.1") waits until the server accepts
@@ -45,6 +46,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "interop" / "images"
+CONTAINER_BIN = REPO / "tests" / "interop" / "container-bin"
 MAKE_BASE = REPO / "packaging" / "container" / "make-base"
 BASE = "docker.io/library/debian:bookworm-slim"
 ENV = dict(os.environ, CONTAINERS_CONF=os.environ.get(
@@ -113,7 +115,7 @@ class Container:
 
     def start(self):
         out = podman("run", "-d", "--name", self.cname, "--network", self.network,
-                     "--hostname", self.hostname, "-v", "%s:/interop:ro" % self.conf_dir,
+                     "--hostname", self.hostname, "-v", "%s:/interop:ro" % self.conf_dir, "-v", "%s:/interop-bin:ro" % CONTAINER_BIN,
                      image(self.name), *self.command)
         self.id = out.stdout.decode().strip()
         return self
