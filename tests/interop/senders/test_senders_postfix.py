@@ -1,0 +1,170 @@
+"""Postfix as the sending MTA: a private instance whose relayhost is
+starttlsd, with smtp_tls_security_level = encrypt (the test CA in
+smtp_tls_CAfile, so it logs "Trusted") and with the fingerprint level
+against the SPKI SHA-256 that `starttlsd -T` prints (it logs "Verified"),
+each with TLS 1.3 and with smtp_tls_mandatory_protocols held to TLS 1.2 (the
+mandatory list is the one these levels use; smtp_tls_protocols is for may).
+
+A message goes in by SMTP on the instance's own smtpd and out through the
+proxy to the recording sink, which must hold it byte for byte below the one
+Received line Postfix adds. A wrong fingerprint, and a proxy that offers only
+TLS 1.2 to an instance that requires 1.3, make Postfix defer: nothing reaches
+the sink. Last, Postfix sends through the proxy to a second private Postfix
+as the real backend, which holds the message for postcat."""
+
+import os
+import smtplib
+
+import pytest
+
+from conftest import integration, message, strip_received
+from postfix_instance import POSTFIX, Postfix
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(POSTFIX),
+                                reason="needs root and Postfix (packaging/install-deps test)")
+
+FROM, TO = "alice@example.org", "bob@example.net"
+PROTOCOLS = {"1.3": ">=TLSv1.3", "1.2": ">=TLSv1.2, <=TLSv1.2"}
+TLS_NAME = {"1.3": "TLSv1.3", "1.2": "TLSv1.2"}
+
+
+def colon_hex(hexdigest):
+    return ":".join(hexdigest[i:i + 2] for i in range(0, len(hexdigest), 2)).upper()
+
+
+def tls_lines(pki, level, version, fingerprint=None):
+    """The smtp_tls_* lines of the sender's main.cf (conf/senders/postfix/main.cf)."""
+    lines = ["smtp_tls_security_level = %s" % level,
+             # encrypt and fingerprint are mandatory levels: the mandatory list rules.
+             "smtp_tls_mandatory_protocols = %s" % PROTOCOLS[version],
+             "smtp_tls_loglevel = 1"]
+    if level == "fingerprint":
+        lines += ["smtp_tls_fingerprint_digest = sha256",
+                  "smtp_tls_fingerprint_cert_match = %s" % colon_hex(fingerprint)]
+    else:
+        lines.append("smtp_tls_CAfile = %s" % pki["ca"])
+    return lines
+
+
+@pytest.fixture
+def start_postfix_sender(request):
+    instances = []
+
+    def start(relay_port, lines):
+        pf = Postfix("sender", integration.free_port(), [
+            "myhostname = sender.test",
+            "mydestination =",
+            "mynetworks = 127.0.0.1/32",
+            "smtpd_relay_restrictions = permit_mynetworks, reject",
+            "relayhost = [127.0.0.1]:%d" % relay_port,
+        ] + lines)
+        instances.append(pf)
+        return pf
+
+    yield start
+    for pf in instances:
+        pf.stop()
+        if integration._failed(request):
+            print("--- postfix log (%s) ---\n%s" % (pf.base, pf.log()))
+        pf.remove()
+
+
+def inject(pf, body, rcpt=TO):
+    host, port = pf.smtpd.split(":")
+    with smtplib.SMTP(host, int(port), timeout=integration.TIMEOUT) as s:
+        assert s.sendmail(FROM, [rcpt], body) == {}
+
+
+def assert_sent(pf, relay_port, trust, version):
+    """Postfix's own log: TRUST ("Trusted", "Verified") TLS of VERSION, then sent."""
+    log = pf.wait_log(r"status=(sent|deferred|bounced)")
+    assert log and "status=sent" in log, log
+    expect = "%s TLS connection established to 127.0.0.1[127.0.0.1]:%d: %s with cipher " % (
+        trust, relay_port, TLS_NAME[version])
+    assert expect in log, log
+    return log
+
+
+def assert_at_sink(relay, body, version):
+    assert relay.sink.messages() == [1], relay.sink.dump()
+    eml, received = strip_received(relay.sink.msg(1, "eml"))
+    assert received == 1 and b"by sender.test (Postfix)" in relay.sink.msg(1, "eml").split(b"\r\n\r\n")[0]
+    assert eml == body
+    assert relay.proxy.wait_sessions(1)[0]["tls"].startswith(TLS_NAME[version].replace("v", "") + "/")
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_postfix_encrypt(relay, pki, start_postfix_sender, version):
+    pf = start_postfix_sender(relay.port, tls_lines(pki, "encrypt", version))
+    body = message("postfix-encrypt-%s" % version)
+    inject(pf, body)
+    assert_sent(pf, relay.port, "Trusted", version)
+    assert_at_sink(relay, body, version)
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_postfix_fingerprint(relay, pki, start_postfix_sender, version):
+    pf = start_postfix_sender(relay.port, tls_lines(pki, "fingerprint", version, relay.spki))
+    body = message("postfix-fingerprint-%s" % version)
+    inject(pf, body)
+    assert_sent(pf, relay.port, "Verified", version)
+    assert_at_sink(relay, body, version)
+
+
+def test_postfix_defers_on_a_wrong_fingerprint(relay, pki, start_postfix_sender):
+    wrong = relay.spki[:-1] + ("0" if relay.spki[-1] != "0" else "1")
+    pf = start_postfix_sender(relay.port, tls_lines(pki, "fingerprint", "1.3", wrong))
+    inject(pf, message("postfix-wrong-fingerprint"))
+    log = pf.wait_log(r"status=(sent|deferred|bounced)")
+    assert log and "status=deferred" in log, log
+    assert "Server certificate not verified" in log, log
+    relay.proxy.wait_sessions(1)
+    assert relay.sink.messages() == []
+
+
+def test_postfix_defers_when_the_proxy_offers_only_tls12(start_relay, pki, start_postfix_sender):
+    relay = start_relay(priority="NORMAL:-VERS-ALL:+VERS-TLS1.2")
+    pf = start_postfix_sender(relay.port, tls_lines(pki, "encrypt", "1.3"))
+    inject(pf, message("postfix-tls12-only"))
+    log = pf.wait_log(r"status=(sent|deferred|bounced)")
+    assert log and "status=deferred" in log, log
+    assert "Cannot start TLS: handshake failure" in log, log
+    relay.proxy.wait_sessions(1)
+    assert relay.sink.messages() == []
+
+
+@pytest.fixture
+def postfix_backend(request):
+    """A real backend: a second private Postfix that accepts mail for
+    backend.test and holds it; loopback is not in its mynetworks."""
+    pf = Postfix("backend", integration.free_port(), [
+        "myhostname = backend.test",
+        "mydestination = backend.test",
+        "mynetworks = 192.0.2.1/32",
+        "local_recipient_maps =",
+        "smtpd_recipient_restrictions = check_recipient_access static:HOLD, reject_unauth_destination",
+    ])
+    yield pf
+    pf.stop()
+    if integration._failed(request):
+        print("--- postfix backend log (%s) ---\n%s" % (pf.base, pf.log()))
+    pf.remove()
+
+
+def test_postfix_to_a_postfix_backend(start_proxy, pki, start_postfix_sender, postfix_backend):
+    proxy = start_proxy({"smtp": {"backend": postfix_backend.smtpd, "cert": "%s %s" % (pki["cert"], pki["key"])}})
+    port = proxy.port("smtp")
+    pf = start_postfix_sender(port, tls_lines(pki, "encrypt", "1.3"))
+    body = message("postfix-to-postfix")
+    inject(pf, body, rcpt="bob@backend.test")
+    assert_sent(pf, port, "Trusted", "1.3")
+    held = postfix_backend.held()
+    assert len(held) == 1, postfix_backend.log()
+    headers = postfix_backend.postcat(held[0], "-h")
+    lf = body.replace(b"\r\n", b"\n")
+    ours, text = lf.split(b"\n\n", 1)
+    # Below the two Received lines (the sender's, the backend's) the headers are ours.
+    assert headers.count(b"\nReceived: ") + headers.startswith(b"Received: ") == 2, headers
+    assert headers.endswith(ours + b"\n"), headers
+    assert postfix_backend.postcat(held[0], "-b") == b"\n" + text  # postcat -b starts at the blank line
+    assert proxy.wait_sessions(1)[0]["tls"].startswith("TLS1.3/")
