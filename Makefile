@@ -130,6 +130,7 @@ unit: $(BUILD)/run_unit
 include tests/tests.mk
 include tests/bench/bench.mk
 include packaging/package.mk
+include tests/interop/interop.mk
 
 clean:
 	rm -rf build build-* proxy/starttlsd

@@ -1,0 +1,12 @@
+# interop.mk - the interop matrix (tests/interop); included by the top Makefile
+#
+#   make interop    starttlsd in front of Exim, Sendmail, OpenSMTPD, Courier
+#                   and Postfix, each in a podman container built from
+#                   Debian 12's package, and real senders in front of it;
+#                   prints the matrix. As root; installs what it needs.
+
+interop: $(PROXY_BIN)
+	packaging/install-deps interop
+	STARTTLSD=$(abspath $(PROXY_BIN)) tests/interop/run
+
+.PHONY: interop
