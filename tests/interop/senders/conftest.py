@@ -2,14 +2,13 @@
 starttlsd to the recording sink (byte-exact) or to a real Postfix.
 
 The integration suite's fixtures (cert, start_sink, start_proxy, proxy_for)
-are reused as they are; this file adds a test PKI (a CA and a server
+and the interop harness's `container` (tests/interop/conftest.py) are reused; this file adds a test PKI (a CA and a server
 certificate for test.example issued by it, plus a second CA that did not
 issue it, for the negative cases) and `relay`: a sink behind a proxy that
 serves the CA-issued certificate, with the SPKI SHA-256 that `starttlsd -T`
 prints for it.
 """
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -23,17 +22,10 @@ INTEGRATION = REPO / "tests" / "integration"
 sys.path.insert(0, str(INTEGRATION))
 sys.path.insert(0, str(HERE))
 
-_spec = importlib.util.spec_from_file_location("integration_conftest", INTEGRATION / "conftest.py")
-integration = importlib.util.module_from_spec(_spec)
-sys.modules["integration_conftest"] = integration
-_spec.loader.exec_module(integration)
-
-# The integration fixtures, registered here by being names of this module.
-cert = integration.cert
+# tests/interop/conftest.py has loaded the integration conftest under this
+# name and registered cert, start_proxy, proxy_for and container.
+integration = sys.modules["integration_conftest"]
 start_sink = integration.start_sink
-start_proxy = integration.start_proxy
-proxy_for = integration.proxy_for
-pytest_runtest_makereport = integration.pytest_runtest_makereport
 
 TEST_NAME = integration.CERT_NAME  # test.example
 TLSA_RE = re.compile(r"^_\d+\._tcp\.(\S+)\. IN TLSA 3 1 1 ([0-9a-f]{64})$", re.M)
