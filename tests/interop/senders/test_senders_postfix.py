@@ -32,7 +32,7 @@ def colon_hex(hexdigest):
     return ":".join(hexdigest[i:i + 2] for i in range(0, len(hexdigest), 2)).upper()
 
 
-def tls_lines(pki, level, version, fingerprint=None):
+def tls_lines(pki, level, version, fingerprint):
     """The smtp_tls_* lines of the sender's main.cf (conf/senders/postfix/main.cf)."""
     lines = ["smtp_tls_security_level = %s" % level,
              # encrypt and fingerprint are mandatory levels: the mandatory list rules.
@@ -93,25 +93,26 @@ def assert_at_sink(relay, body, version):
     assert relay.proxy.wait_sessions(1)[0]["tls"].startswith(TLS_NAME[version].replace("v", "") + "/")
 
 
-@pytest.mark.parametrize("version", ["1.3", "1.2"])
-def test_postfix_encrypt(relay, pki, start_postfix_sender, version):
-    pf = start_postfix_sender(relay.port, tls_lines(pki, "encrypt", version))
-    body = message("postfix-encrypt-%s" % version)
+@pytest.mark.parametrize("level", ["encrypt", "fingerprint"])
+def test_tls13(relay, pki, start_postfix_sender, level):
+    deliver(relay, pki, start_postfix_sender, level, "1.3")
+
+
+@pytest.mark.parametrize("level", ["encrypt", "fingerprint"])
+def test_tls12(relay, pki, start_postfix_sender, level):
+    deliver(relay, pki, start_postfix_sender, level, "1.2")
+
+
+def deliver(relay, pki, start_postfix_sender, level, version):
+    """encrypt with the CA logs "Trusted", fingerprint "Verified"."""
+    pf = start_postfix_sender(relay.port, tls_lines(pki, level, version, relay.spki))
+    body = message("postfix-%s-%s" % (level, version))
     inject(pf, body)
-    assert_sent(pf, relay.port, "Trusted", version)
+    assert_sent(pf, relay.port, "Trusted" if level == "encrypt" else "Verified", version)
     assert_at_sink(relay, body, version)
 
 
-@pytest.mark.parametrize("version", ["1.3", "1.2"])
-def test_postfix_fingerprint(relay, pki, start_postfix_sender, version):
-    pf = start_postfix_sender(relay.port, tls_lines(pki, "fingerprint", version, relay.spki))
-    body = message("postfix-fingerprint-%s" % version)
-    inject(pf, body)
-    assert_sent(pf, relay.port, "Verified", version)
-    assert_at_sink(relay, body, version)
-
-
-def test_postfix_defers_on_a_wrong_fingerprint(relay, pki, start_postfix_sender):
+def test_refuses_unverified(relay, pki, start_postfix_sender):
     wrong = relay.spki[:-1] + ("0" if relay.spki[-1] != "0" else "1")
     pf = start_postfix_sender(relay.port, tls_lines(pki, "fingerprint", "1.3", wrong))
     inject(pf, message("postfix-wrong-fingerprint"))
@@ -122,9 +123,9 @@ def test_postfix_defers_on_a_wrong_fingerprint(relay, pki, start_postfix_sender)
     assert relay.sink.messages() == []
 
 
-def test_postfix_defers_when_the_proxy_offers_only_tls12(start_relay, pki, start_postfix_sender):
+def test_refuses_a_tls12_only_proxy(start_relay, pki, start_postfix_sender):
     relay = start_relay(priority="NORMAL:-VERS-ALL:+VERS-TLS1.2")
-    pf = start_postfix_sender(relay.port, tls_lines(pki, "encrypt", "1.3"))
+    pf = start_postfix_sender(relay.port, tls_lines(pki, "encrypt", "1.3", None))
     inject(pf, message("postfix-tls12-only"))
     log = pf.wait_log(r"status=(sent|deferred|bounced)")
     assert log and "status=deferred" in log, log
@@ -151,10 +152,10 @@ def postfix_backend(request):
     pf.remove()
 
 
-def test_postfix_to_a_postfix_backend(start_proxy, pki, start_postfix_sender, postfix_backend):
+def test_postfix_backend(start_proxy, pki, start_postfix_sender, postfix_backend):
     proxy = start_proxy({"smtp": {"backend": postfix_backend.smtpd, "cert": "%s %s" % (pki["cert"], pki["key"])}})
     port = proxy.port("smtp")
-    pf = start_postfix_sender(port, tls_lines(pki, "encrypt", "1.3"))
+    pf = start_postfix_sender(port, tls_lines(pki, "encrypt", "1.3", None))
     body = message("postfix-to-postfix")
     inject(pf, body, rcpt="bob@backend.test")
     assert_sent(pf, port, "Trusted", "1.3")
