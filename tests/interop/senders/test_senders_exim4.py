@@ -79,3 +79,19 @@ def test_refuses_unverified(relay, exim_sender):
     assert re.search(r"== %s .*certificate verif" % re.escape(TO), log, re.I), log
     relay.proxy.wait_sessions(1)
     assert relay.sink.messages() == []
+
+
+def test_refuses_plaintext(start_sink, exim_sender):
+    """Pointed straight at a plaintext server that offers no STARTTLS (what the
+    proxy is for), hosts_require_tls defers."""
+    sink = start_sink("--caps", "PIPELINING,8BITMIME,ENHANCEDSTATUSCODES")
+
+    class Plain:
+        port = sink.port
+
+    c = exim_sender(Plain)
+    log = submit(c, message("exim4-plaintext"))
+    assert " => %s" % TO not in log, log
+    assert re.search(r"== %s .*: a TLS session is required, but the server did not offer TLS support" % re.escape(TO),
+                     log), log
+    assert sink.messages() == []

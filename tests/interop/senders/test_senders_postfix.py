@@ -169,3 +169,15 @@ def test_postfix_backend(start_proxy, pki, start_postfix_sender, postfix_backend
     assert headers.endswith(ours + b"\n"), headers
     assert postfix_backend.postcat(held[0], "-b") == b"\n" + text  # postcat -b starts at the blank line
     assert proxy.wait_sessions(1)[0]["tls"].startswith("TLS1.3/")
+
+
+def test_refuses_plaintext(start_sink, pki, start_postfix_sender):
+    """Pointed straight at a plaintext server that offers no STARTTLS (what the
+    proxy is for), the encrypt level defers: TLS is required, not hoped for."""
+    sink = start_sink("--caps", "PIPELINING,8BITMIME,ENHANCEDSTATUSCODES")
+    pf = start_postfix_sender(sink.port, tls_lines(pki, "encrypt", "1.3", None))
+    inject(pf, message("postfix-plaintext"))
+    log = pf.wait_log(r"status=(sent|deferred|bounced)")
+    assert log and "status=deferred" in log, log
+    assert "TLS is required, but was not offered by host 127.0.0.1[127.0.0.1]" in log, log
+    assert sink.messages() == []
