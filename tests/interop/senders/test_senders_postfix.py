@@ -1,7 +1,8 @@
 """Postfix as the sending MTA: a private instance whose relayhost is
 starttlsd, with smtp_tls_security_level = encrypt (the test CA in
-smtp_tls_CAfile, so it logs "Trusted") and with the fingerprint level
-against the SPKI SHA-256 that `starttlsd -T` prints (it logs "Verified"),
+smtp_tls_CAfile, so it logs "Trusted"), secure (chain and the name
+test.example: "Verified") and fingerprint against the SPKI SHA-256 that
+`starttlsd -T` prints ("Verified"),
 each with TLS 1.3 and with smtp_tls_mandatory_protocols held to TLS 1.2 (the
 mandatory list is the one these levels use; smtp_tls_protocols is for may).
 
@@ -17,7 +18,7 @@ import smtplib
 
 import pytest
 
-from conftest import integration, message, strip_received
+from conftest import TEST_NAME, integration, message, strip_received
 from postfix_instance import POSTFIX, Postfix
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(POSTFIX),
@@ -43,6 +44,9 @@ def tls_lines(pki, level, version, fingerprint):
                   "smtp_tls_fingerprint_cert_match = %s" % colon_hex(fingerprint)]
     else:
         lines.append("smtp_tls_CAfile = %s" % pki["ca"])
+    if level == "secure":
+        # relayhost is an address: name the certificate's host outright.
+        lines.append("smtp_tls_secure_cert_match = %s" % TEST_NAME)
     return lines
 
 
@@ -93,18 +97,18 @@ def assert_at_sink(relay, body, version):
     assert relay.proxy.wait_sessions(1)[0]["tls"].startswith(TLS_NAME[version].replace("v", "") + "/")
 
 
-@pytest.mark.parametrize("level", ["encrypt", "fingerprint"])
+@pytest.mark.parametrize("level", ["encrypt", "secure", "fingerprint"])
 def test_tls13(relay, pki, start_postfix_sender, level):
     deliver(relay, pki, start_postfix_sender, level, "1.3")
 
 
-@pytest.mark.parametrize("level", ["encrypt", "fingerprint"])
+@pytest.mark.parametrize("level", ["encrypt", "secure", "fingerprint"])
 def test_tls12(relay, pki, start_postfix_sender, level):
     deliver(relay, pki, start_postfix_sender, level, "1.2")
 
 
 def deliver(relay, pki, start_postfix_sender, level, version):
-    """encrypt with the CA logs "Trusted", fingerprint "Verified"."""
+    """encrypt with the CA logs "Trusted"; secure (chain and name) and fingerprint "Verified"."""
     pf = start_postfix_sender(relay.port, tls_lines(pki, level, version, relay.spki))
     body = message("postfix-%s-%s" % (level, version))
     inject(pf, body)
@@ -112,10 +116,15 @@ def deliver(relay, pki, start_postfix_sender, level, version):
     assert_at_sink(relay, body, version)
 
 
-def test_refuses_unverified(relay, pki, start_postfix_sender):
+@pytest.mark.parametrize("level", ["secure", "fingerprint"])
+def test_refuses_unverified(relay, pki, start_postfix_sender, level):
+    """A fingerprint one digit off, or a name the certificate does not carry."""
     wrong = relay.spki[:-1] + ("0" if relay.spki[-1] != "0" else "1")
-    pf = start_postfix_sender(relay.port, tls_lines(pki, "fingerprint", "1.3", wrong))
-    inject(pf, message("postfix-wrong-fingerprint"))
+    lines = tls_lines(pki, level, "1.3", wrong)
+    if level == "secure":
+        lines.append("smtp_tls_secure_cert_match = other.example")
+    pf = start_postfix_sender(relay.port, lines)
+    inject(pf, message("postfix-unverified-%s" % level))
     log = pf.wait_log(r"status=(sent|deferred|bounced)")
     assert log and "status=deferred" in log, log
     assert "Server certificate not verified" in log, log
