@@ -2,14 +2,14 @@
 starttlsd, with smtp_tls_security_level = encrypt (the test CA in
 smtp_tls_CAfile, so it logs "Trusted"), secure (chain and the name
 test.example: "Verified") and fingerprint against the SPKI SHA-256 that
-`starttlsd -T` prints ("Verified"),
-each with TLS 1.3 and with smtp_tls_mandatory_protocols held to TLS 1.2 (the
+`starttlsd -T` prints ("Verified"), each with TLS 1.3 and with smtp_tls_mandatory_protocols held to TLS 1.2 (the
 mandatory list is the one these levels use; smtp_tls_protocols is for may).
 
 A message goes in by SMTP on the instance's own smtpd and out through the
 proxy to the recording sink, which must hold it byte for byte below the one
-Received line Postfix adds. A wrong fingerprint, and a proxy that offers only
-TLS 1.2 to an instance that requires 1.3, make Postfix defer: nothing reaches
+Received line Postfix adds. A wrong fingerprint, a name the certificate does
+not carry, a proxy that offers only TLS 1.2 to an instance that requires 1.3,
+and a plaintext server without STARTTLS make Postfix defer: nothing reaches
 the sink. Last, Postfix sends through the proxy to a second private Postfix
 as the real backend, which holds the message for postcat."""
 
