@@ -2,8 +2,9 @@
 starttlsd, with smtp_tls_security_level = encrypt (the test CA in
 smtp_tls_CAfile, so it logs "Trusted"), secure (chain and the name
 test.example: "Verified") and fingerprint against the SPKI SHA-256 that
-`starttlsd -T` prints ("Verified"), each with TLS 1.3 and with smtp_tls_mandatory_protocols held to TLS 1.2 (the
-mandatory list is the one these levels use; smtp_tls_protocols is for may).
+`starttlsd -T` prints ("Verified"), each with TLS 1.3 and with
+smtp_tls_mandatory_protocols held to TLS 1.2 (the mandatory list is the one
+these levels use; smtp_tls_protocols is for may).
 
 A message goes in by SMTP on the instance's own smtpd and out through the
 proxy to the recording sink, which must hold it byte for byte below the one
