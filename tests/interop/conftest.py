@@ -23,8 +23,7 @@ from integration_conftest import cert, proxy_for, pytest_runtest_makereport, sta
 from mta import Container  # noqa: E402
 
 
-@pytest.fixture
-def container(request):
+def _containers(request, failed):
     started = []
 
     def start(name, conf_dir, **kw):
@@ -33,11 +32,24 @@ def container(request):
         return c
 
     yield start
-    failed = getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed
     for c in started:
-        if failed:
+        if failed():
             print("--- container %s (%s) ---\n%s" % (c.cname, c.name, c.logs()))
         c.stop()
+
+
+@pytest.fixture
+def container(request):
+    """container(name, conf_dir, **Container keywords): started, and stopped after the test."""
+    yield from _containers(request, lambda: getattr(request.node, "rep_call", None) is None
+                           or request.node.rep_call.failed)
+
+
+@pytest.fixture(scope="module")
+def container_module(request):
+    """The same, stopped after the module's last test (its logs shown if any test failed)."""
+    failed_before = request.session.testsfailed
+    yield from _containers(request, lambda: request.session.testsfailed > failed_before)
 
 
 _results = {}
