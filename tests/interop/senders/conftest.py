@@ -2,15 +2,14 @@
 starttlsd to the recording sink (byte-exact) or to a real Postfix.
 
 The integration suite's fixtures (cert, start_sink, start_proxy, proxy_for)
-and the interop harness's `container` (tests/interop/conftest.py) are reused; this file adds a test PKI (a CA and a server
-certificate for test.example issued by it, plus a second CA that did not
-issue it, for the negative cases) and `relay`: a sink behind a proxy that
-serves the CA-issued certificate, with the SPKI SHA-256 that `starttlsd -T`
-prints for it.
+and the interop harness's `container` (tests/interop/conftest.py) are
+reused; this file adds a test PKI (a CA and a server certificate for
+test.example issued by it, plus a second CA that did not issue it, for the
+negative cases) and `relay`: a sink behind a proxy that serves the CA-issued
+certificate, with the SPKI SHA-256 that `starttlsd -T` prints for it.
 """
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,9 +17,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-INTEGRATION = REPO / "tests" / "integration"
-sys.path.insert(0, str(INTEGRATION))
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE))  # postfix_instance
 
 # tests/interop/conftest.py has loaded the integration conftest under this
 # name and registered cert, start_proxy, proxy_for and container.

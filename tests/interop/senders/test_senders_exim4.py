@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from conftest import REPO, TEST_NAME, integration, message, strip_received
+from mta import render
 
 CONF = REPO / "conf" / "senders" / "exim4"
 FROM, TO = "alice@example.org", "bob@example.net"
@@ -25,10 +26,9 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs po
 
 @pytest.fixture
 def exim_sender(container, pki, tmp_path):
-    def start(relay, version="1.3", ca="ca"):
+    def start(port, version="1.3", ca="ca"):
         conf = tmp_path / "exim4"
-        from mta import render
-        render(CONF, conf, {"@TLS_NAME@": TEST_NAME, "@PROXY_PORT@": relay.port,
+        render(CONF, conf, {"@TLS_NAME@": TEST_NAME, "@PROXY_PORT@": port,
                             "@CA_FILE@": "/interop/ca.pem", "@PRIORITY@": PRIORITY[version]})
         shutil.copy(pki[ca], conf / "ca.pem")
         c = container("exim4", conf, hostname="exim-sender.test")
@@ -54,7 +54,7 @@ def test_tls12(relay, exim_sender):
 
 
 def deliver(relay, exim_sender, version):
-    c = exim_sender(relay, version)
+    c = exim_sender(relay.port, version)
     body = message("exim4-%s" % version)
     log = submit(c, body)
     sent = re.search(r"^.* => %s .*$" % re.escape(TO), log, re.M)
@@ -73,7 +73,7 @@ def deliver(relay, exim_sender, version):
 
 
 def test_refuses_unverified(relay, exim_sender):
-    c = exim_sender(relay, ca="other_ca")
+    c = exim_sender(relay.port, ca="other_ca")
     log = submit(c, message("exim4-other-ca"))
     assert " => %s" % TO not in log, log
     assert re.search(r"== %s .*certificate verif" % re.escape(TO), log, re.I), log
@@ -86,10 +86,7 @@ def test_refuses_plaintext(start_sink, exim_sender):
     proxy is for), hosts_require_tls defers."""
     sink = start_sink("--caps", "PIPELINING,8BITMIME,ENHANCEDSTATUSCODES")
 
-    class Plain:
-        port = sink.port
-
-    c = exim_sender(Plain)
+    c = exim_sender(sink.port)
     log = submit(c, message("exim4-plaintext"))
     assert " => %s" % TO not in log, log
     assert re.search(r"== %s .*: a TLS session is required, but the server did not offer TLS support" % re.escape(TO),

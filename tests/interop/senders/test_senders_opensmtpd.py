@@ -17,6 +17,7 @@ import shutil
 import pytest
 
 from conftest import REPO, TEST_NAME, integration, message, strip_received
+from mta import render
 
 CONF = REPO / "conf" / "senders" / "opensmtpd"
 FROM, TO = "alice@example.org", "bob@example.net"
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs po
 @pytest.fixture
 def opensmtpd_sender(container, pki, tmp_path):
     def start(relay, scheme="smtp+tls", ca="ca"):
-        from mta import render
         port = relay.smtps_port if scheme == "smtps" else relay.port
         conf = render(CONF, tmp_path / "opensmtpd", {"@TLS_NAME@": TEST_NAME, "@PROXY_PORT@": port,
                                                      "@SCHEME@": scheme, "@CA_FILE@": "/interop/ca.pem"})
