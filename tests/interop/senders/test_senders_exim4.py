@@ -14,11 +14,10 @@ import shutil
 
 import pytest
 
-from conftest import REPO, TEST_NAME, integration, message, strip_received
+from conftest import FROM, REPO, TEST_NAME, TO, integration, message, strip_received
 from mta import render
 
 CONF = REPO / "conf" / "senders" / "exim4"
-FROM, TO = "alice@example.org", "bob@example.net"
 PRIORITY = {"1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3", "1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2"}
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (packaging/install-deps interop)")

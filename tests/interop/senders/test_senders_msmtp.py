@@ -14,6 +14,7 @@ from conftest import FROM, TEST_NAME, TO, VERSIONS, assert_relayed, integration,
 
 TIMEOUT = integration.TIMEOUT
 
+
 def msmtp(relay, cafile, version, body, tmp_path, implicit=False):
     port = relay.smtps_port if implicit else relay.port
     # tls_host_override: the certificate names test.example, which does not resolve.

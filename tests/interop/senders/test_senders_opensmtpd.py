@@ -16,11 +16,10 @@ import shutil
 
 import pytest
 
-from conftest import REPO, TEST_NAME, integration, message, strip_received
+from conftest import FROM, REPO, TEST_NAME, TO, integration, message, strip_received
 from mta import render
 
 CONF = REPO / "conf" / "senders" / "opensmtpd"
-FROM, TO = "alice@example.org", "bob@example.net"
 PROXY_PRIORITY = {"1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3", "1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2"}
 # OpenSMTPD waits a little before its first connection to a new relay.
 DELIVERY_WAIT = 30

@@ -19,13 +19,12 @@ import smtplib
 
 import pytest
 
-from conftest import TEST_NAME, integration, message, strip_received
+from conftest import FROM, TEST_NAME, TO, integration, message, strip_received
 from postfix_instance import POSTFIX, Postfix
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(POSTFIX),
                                 reason="needs root and Postfix (packaging/install-deps test)")
 
-FROM, TO = "alice@example.org", "bob@example.net"
 PROTOCOLS = {"1.3": ">=TLSv1.3", "1.2": ">=TLSv1.2, <=TLSv1.2"}
 TLS_NAME = {"1.3": "TLSv1.3", "1.2": "TLSv1.2"}
 

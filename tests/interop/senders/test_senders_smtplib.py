@@ -15,6 +15,7 @@ from conftest import FROM, TEST_NAME, TO, VERSIONS, assert_relayed, integration,
 
 TIMEOUT = integration.TIMEOUT
 
+
 def smtplib_context(cafile, version):
     ctx = ssl.create_default_context(cafile=str(cafile))  # CERT_REQUIRED, check_hostname
     if version == "1.2":

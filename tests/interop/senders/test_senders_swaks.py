@@ -13,6 +13,7 @@ from conftest import FROM, TEST_NAME, TO, VERSIONS, assert_relayed, integration,
 
 TIMEOUT = integration.TIMEOUT
 
+
 def swaks(relay, cafile, version, body, implicit=False):
     args = ["swaks", "--server", "127.0.0.1", "--from", FROM, "--to", TO,
             "--tls-verify", "--tls-ca-path", str(cafile), "--data", "-", "--timeout", str(TIMEOUT)]
