@@ -62,7 +62,10 @@ def pytest_runtest_logreport(report):
         column = name.split("[")[0].replace("test_", "", 1)
         if "[" in name:
             column += "[" + name.split("[", 1)[1]
-        outcome = "skip" if report.skipped else report.outcome.replace("passed", "ok").replace("failed", "FAIL")
+        if hasattr(report, "wasxfail"):
+            outcome = "xfail" if report.skipped else "XPASS"
+        else:
+            outcome = "skip" if report.skipped else report.outcome.replace("passed", "ok").replace("failed", "FAIL")
         cell = _results.setdefault((Path(path).parent.name, row), {})
         # A parametrised column is ok only if every case is.
         base = column.split("[")[0]

@@ -33,7 +33,7 @@ def test_sync_check_not_triggered(container, proxy_for, tmp_path):
     c.wait_port(port)
     backend = Running(BACKEND, c, port)
     proxy = proxy_for(backend.addr, client_addr=BACKEND.client_addr)
-    client, _, _, after = session(proxy.port("smtp"))
+    client, _, _, after = session(proxy)
     assert "PIPELINING" not in after.text
     mark = marker("sync")
     body = message(mark, b"sent ahead\r\n")

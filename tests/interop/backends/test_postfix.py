@@ -25,12 +25,12 @@ BACKEND = Backend(
 def test_proxy_protocol(backend, proxy_for, mode):
     """The PROXY protocol listener (smtpd_upstream_proxy_protocol = haproxy)."""
     proxy = proxy_for(backend.addr2, client_addr=mode)
-    c, *_ = session(proxy.port("smtp"), REFUSED)
+    c, *_ = session(proxy, REFUSED)
     assert c.cmd("MAIL FROM:<a@example.org>").code == 250
     assert 500 <= c.cmd("RCPT TO:<someone@remote.example>").code < 600
     assert c.cmd("RSET").code == 250
     c.close()
-    c, *_ = session(proxy.port("smtp"), PERMITTED)
+    c, *_ = session(proxy, PERMITTED)
     assert c.cmd("MAIL FROM:<a@example.org>").code == 250
     assert c.cmd("RCPT TO:<someone@remote.example>").code == 250
     assert c.cmd("RSET").code == 250
