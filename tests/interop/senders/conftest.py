@@ -9,6 +9,7 @@ negative cases) and `relay`: a sink behind a proxy that serves the CA-issued
 certificate, with the SPKI SHA-256 that `starttlsd -T` prints for it.
 """
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ sys.path.insert(0, str(HERE))  # postfix_instance
 # name and registered cert, start_proxy, proxy_for and container.
 integration = sys.modules["integration_conftest"]
 start_sink = integration.start_sink
+
+from postfix_instance import POSTFIX, Postfix  # noqa: E402
 
 TEST_NAME = integration.CERT_NAME  # test.example
 TLSA_RE = re.compile(r"^_\d+\._tcp\.(\S+)\. IN TLSA 3 1 1 ([0-9a-f]{64})$", re.M)
@@ -152,3 +155,59 @@ def assert_relayed(relay, body, version):
     env = relay.sink.msg(1, "env").decode().splitlines()
     assert env[1].split()[:2] == ["from", "<%s>" % FROM] and env[2:] == ["rcpt <%s>" % TO], env
     assert relay.proxy.wait_sessions(1)[0]["tls"].startswith(VERSIONS[version][1] + "/")
+
+
+class PostfixRelay:
+    """A real backend behind the proxy: a private Postfix that accepts mail
+    for backend.test and holds it (loopback is not in its mynetworks)."""
+
+    rcpt = "bob@backend.test"
+
+    def __init__(self, backend, proxy):
+        self.backend = backend
+        self.proxy = proxy
+        self.port = proxy.port("smtp")
+        self.smtps_port = proxy.port("smtps")
+
+    def assert_held(self, body, sender_by, version="1.3"):
+        """The one held message: below the backend's Received line and the
+        sender's (naming SENDER_BY), the headers and body of BODY."""
+        held = self.backend.held()
+        assert len(held) == 1, self.backend.log()
+        headers = self.backend.postcat(held[0], "-h")
+        ours, text = body.replace(b"\r\n", b"\n").split(b"\n\n", 1)
+        received = re.findall(rb"^Received: .*(?:\n[ \t].*)*", headers, re.M)
+        assert len(received) == 2, headers
+        assert b"by backend.test (Postfix)" in received[0] and sender_by.encode() in received[1], headers
+        assert headers.endswith(ours + b"\n"), headers
+        assert self.backend.postcat(held[0], "-b") == b"\n" + text  # postcat -b starts at the blank line
+        assert self.proxy.log.wait_for(r"TLS established: TLS%s/" % re.escape(version)), self.proxy.log.text()
+
+
+@pytest.fixture
+def postfix_relay(start_proxy, pki, request):
+    """postfix_relay(): a private Postfix as the backend of a proxy serving
+    the CA-issued certificate on 'smtp' and 'smtps'."""
+    if os.geteuid() != 0 or not os.path.exists(POSTFIX):
+        pytest.skip("needs root and Postfix (packaging/install-deps test)")
+    backends = []
+
+    def start():
+        pf = Postfix("backend", integration.free_port(), [
+            "myhostname = backend.test",
+            "mydestination = backend.test",
+            "mynetworks = 192.0.2.1/32",
+            "local_recipient_maps =",
+            "smtpd_recipient_restrictions = check_recipient_access static:HOLD, reject_unauth_destination",
+        ])
+        backends.append(pf)
+        keys = {"backend": pf.smtpd, "cert": "%s %s" % (pki["cert"], pki["key"])}
+        proxy = start_proxy({"smtp": dict(keys, tls="starttls"), "smtps": dict(keys, tls="implicit")})
+        return PostfixRelay(pf, proxy)
+
+    yield start
+    for pf in backends:
+        pf.stop()
+        if integration._failed(request):
+            print("--- postfix backend log (%s) ---\n%s" % (pf.base, pf.log()))
+        pf.remove()

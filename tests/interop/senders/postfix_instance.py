@@ -8,10 +8,11 @@ back with postcat). Needs root: the master runs as root, the rest as postfix.
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from conftest import integration
+integration = sys.modules["integration_conftest"]  # loaded by tests/interop/conftest.py
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTCAT = shutil.which("postcat") or "/usr/sbin/postcat"

@@ -6,8 +6,10 @@ CA (tls_verify_hosts, tls_verify_certificates) and its name
 priority string in tls_require_ciphers.
 
 Exim's own mainlog shows the delivery: X=TLS1.3:... and CV=yes. The sink holds
-the message byte for byte below Exim's Received line. With a CA that did not
-issue the proxy's certificate Exim defers and nothing reaches the sink."""
+the message byte for byte below Exim's Received line; a Postfix backend
+behind the proxy holds the headers and body given to Exim. With a CA that did
+not issue the proxy's certificate, and pointed at a plaintext server without
+STARTTLS, Exim defers and nothing reaches the sink."""
 
 import re
 import shutil
@@ -37,9 +39,9 @@ def exim_sender(container, pki, tmp_path):
     return start
 
 
-def submit(c, body):
+def submit(c, body, rcpt=TO):
     """exim4 -odi: accept the message and deliver it before returning."""
-    out = c.exec("exim4", "-odi", "-f", FROM, TO, input=body)
+    out = c.exec("exim4", "-odi", "-f", FROM, rcpt, input=body)
     assert out.returncode == 0, out.stdout + out.stderr
     return c.read("/var/log/exim4/mainlog").decode(errors="replace")
 
@@ -91,3 +93,12 @@ def test_refuses_plaintext(start_sink, exim_sender):
     assert re.search(r"== %s .*: a TLS session is required, but the server did not offer TLS support" % re.escape(TO),
                      log), log
     assert sink.messages() == []
+
+
+def test_postfix_backend(postfix_relay, exim_sender):
+    relay = postfix_relay()
+    c = exim_sender(relay.port)
+    body = message("exim4-to-postfix")
+    log = submit(c, body, rcpt=relay.rcpt)
+    assert re.search(r" => %s .* X=TLS1\.3:.* CV=yes " % re.escape(relay.rcpt), log), log
+    relay.assert_held(body, "by exim-sender.test with local (Exim 4.96)")

@@ -8,8 +8,10 @@ server-cert-check result="success". 6.8 cannot be told which TLS versions to
 use for a relay (no `protocols` option: `smtpd -n` calls it a syntax error;
 it came with the later libtls versions, see smtpd.conf(5) of 7.x), so TLS 1.2
 is forced from the proxy's side (`priority`). The sink holds the message byte
-for byte below OpenSMTPD's Received line. With a CA that did not issue the
-proxy's certificate OpenSMTPD keeps the message and nothing reaches the sink."""
+for byte below OpenSMTPD's Received line; a Postfix backend behind the proxy
+holds the headers and body given to OpenSMTPD. With a CA that did not issue
+the proxy's certificate, and pointed at a plaintext server without STARTTLS,
+OpenSMTPD keeps the message and nothing reaches the sink."""
 
 import re
 import shutil
@@ -29,8 +31,7 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None, reason="needs po
 
 @pytest.fixture
 def opensmtpd_sender(container, pki, tmp_path):
-    def start(relay, scheme="smtp+tls", ca="ca"):
-        port = relay.smtps_port if scheme == "smtps" else relay.port
+    def start(port, scheme="smtp+tls", ca="ca"):
         conf = render(CONF, tmp_path / "opensmtpd", {"@TLS_NAME@": TEST_NAME, "@PROXY_PORT@": port,
                                                      "@SCHEME@": scheme, "@CA_FILE@": "/interop/ca.pem"})
         shutil.copy(pki[ca], conf / "ca.pem")
@@ -41,8 +42,8 @@ def opensmtpd_sender(container, pki, tmp_path):
     return start
 
 
-def submit(c, body):
-    out = c.exec("sendmail", "-f", FROM, TO, input=body)
+def submit(c, body, rcpt=TO):
+    out = c.exec("sendmail", "-f", FROM, rcpt, input=body)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -63,7 +64,7 @@ def test_tls12(start_relay, opensmtpd_sender, scheme):
 
 def deliver(start_relay, opensmtpd_sender, scheme, version):
     relay = start_relay(priority=PROXY_PRIORITY[version])
-    c = opensmtpd_sender(relay, scheme)
+    c = opensmtpd_sender(relay.smtps_port if scheme == "smtps" else relay.port, scheme)
     body = message("opensmtpd-%s-%s" % (scheme, version))
     submit(c, body)
     log = wait_log(c, r' mta delivery .* result="\w+"')
@@ -81,10 +82,33 @@ def deliver(start_relay, opensmtpd_sender, scheme, version):
 
 
 def test_refuses_unverified(relay, opensmtpd_sender):
-    c = opensmtpd_sender(relay, ca="other_ca")
+    c = opensmtpd_sender(relay.port, ca="other_ca")
     submit(c, message("opensmtpd-other-ca"))
     log = wait_log(c, r" mta error reason=")
     assert log and "mta error reason=SSL certificate check failed" in log, log
     assert " mta delivery " not in log, log
     relay.proxy.wait_sessions(1)
     assert relay.sink.messages() == []
+
+
+def test_postfix_backend(postfix_relay, opensmtpd_sender):
+    relay = postfix_relay()
+    c = opensmtpd_sender(relay.port)
+    body = message("opensmtpd-to-postfix")
+    submit(c, body, rcpt=relay.rcpt)
+    log = wait_log(c, r' mta delivery .* result="\w+"')
+    assert log and re.search(r' mta delivery .*to=<%s>.* result="Ok"' % re.escape(relay.rcpt), log), log
+    assert ' mta server-cert-check result="success"' in log, log
+    relay.assert_held(body, "by opensmtpd-sender.test (OpenSMTPD)")
+
+
+def test_refuses_plaintext(start_sink, opensmtpd_sender):
+    """Pointed straight at a plaintext server that offers no STARTTLS (what the
+    proxy is for), smtp+tls:// keeps the message."""
+    sink = start_sink("--caps", "PIPELINING,8BITMIME,ENHANCEDSTATUSCODES")
+    c = opensmtpd_sender(sink.port)
+    submit(c, message("opensmtpd-plaintext"))
+    log = wait_log(c, r" mta error reason=")
+    assert log and " mta error reason=TLS required but not supported by remote host" in log, log
+    assert " mta delivery " not in log, log
+    assert sink.messages() == []

@@ -143,41 +143,13 @@ def test_refuses_a_tls12_only_proxy(start_relay, pki, start_postfix_sender):
     assert relay.sink.messages() == []
 
 
-@pytest.fixture
-def postfix_backend(request):
-    """A real backend: a second private Postfix that accepts mail for
-    backend.test and holds it; loopback is not in its mynetworks."""
-    pf = Postfix("backend", integration.free_port(), [
-        "myhostname = backend.test",
-        "mydestination = backend.test",
-        "mynetworks = 192.0.2.1/32",
-        "local_recipient_maps =",
-        "smtpd_recipient_restrictions = check_recipient_access static:HOLD, reject_unauth_destination",
-    ])
-    yield pf
-    pf.stop()
-    if integration._failed(request):
-        print("--- postfix backend log (%s) ---\n%s" % (pf.base, pf.log()))
-    pf.remove()
-
-
-def test_postfix_backend(start_proxy, pki, start_postfix_sender, postfix_backend):
-    proxy = start_proxy({"smtp": {"backend": postfix_backend.smtpd, "cert": "%s %s" % (pki["cert"], pki["key"])}})
-    port = proxy.port("smtp")
-    pf = start_postfix_sender(port, tls_lines(pki, "encrypt", "1.3", None))
+def test_postfix_backend(postfix_relay, pki, start_postfix_sender):
+    relay = postfix_relay()
+    pf = start_postfix_sender(relay.port, tls_lines(pki, "encrypt", "1.3", None))
     body = message("postfix-to-postfix")
-    inject(pf, body, rcpt="bob@backend.test")
-    assert_sent(pf, port, "Trusted", "1.3")
-    held = postfix_backend.held()
-    assert len(held) == 1, postfix_backend.log()
-    headers = postfix_backend.postcat(held[0], "-h")
-    lf = body.replace(b"\r\n", b"\n")
-    ours, text = lf.split(b"\n\n", 1)
-    # Below the two Received lines (the sender's, the backend's) the headers are ours.
-    assert headers.count(b"\nReceived: ") + headers.startswith(b"Received: ") == 2, headers
-    assert headers.endswith(ours + b"\n"), headers
-    assert postfix_backend.postcat(held[0], "-b") == b"\n" + text  # postcat -b starts at the blank line
-    assert proxy.wait_sessions(1)[0]["tls"].startswith("TLS1.3/")
+    inject(pf, body, rcpt=relay.rcpt)
+    assert_sent(pf, relay.port, "Trusted", "1.3")
+    relay.assert_held(body, "sender.test (Postfix)")
 
 
 def test_refuses_plaintext(start_sink, pki, start_postfix_sender):
