@@ -10,3 +10,12 @@ interop: $(PROXY_BIN)
 	STARTTLSD=$(abspath $(PROXY_BIN)) tests/interop/run
 
 .PHONY: interop
+
+# make interop-senders   only the senders (tests/interop/senders): Postfix,
+#                        Exim, OpenSMTPD, msmtp, swaks and smtplib sending
+#                        through starttlsd; about a minute.
+interop-senders: $(PROXY_BIN)
+	packaging/install-deps interop
+	STARTTLSD=$(abspath $(PROXY_BIN)) tests/interop/run --ignore=tests/interop/backends
+
+.PHONY: interop-senders
