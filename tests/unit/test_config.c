@@ -297,7 +297,7 @@ static void test_outbound(void)
 		  "t.conf:4: an outbound listener's backend is its upstream relay: HOST:PORT" },
 		{ OUTBOUND "ca = /ca.pem\nverify = no\n", "t.conf:5: ca has no use with verify = no" },
 		{ OUTBOUND "direction = inbound\n", "t.conf:5: direction given twice" },
-		{ OUTBOUND "upstream_tls = tls\n", "t.conf:5: upstream_tls must be starttls or implicit, not 'tls'" },
+		{ OUTBOUND "upstream_tls = tls\n", "t.conf:5: upstream_tls must be starttls, implicit or opportunistic, not 'tls'" },
 		{ OUTBOUND "upstream_name = a b\n",
 		  "t.conf:5: upstream_name must be a host name or an IP address, not 'a b'" },
 		{ OUTBOUND "upstream_cert = /a /b /c\n", "t.conf:5: cert takes CHAIN.pem and an optional KEY.pem" },
