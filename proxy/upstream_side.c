@@ -160,19 +160,14 @@ static bool handshake_step(struct conn *c)
  * going before the redirect; false when it cannot be gone to */
 static bool find_destination(struct conn *c)
 {
-	c->destination = calloc(1, sizeof *c->destination);
-	if (!c->destination) {
-		upstream_opening_unreachable(c->opening);
-		return false;
-	}
 	struct backend_addrs *a = &c->destination->addrs;
 	struct sockaddr_storage *dst = &a->addr[0];
 	enum original_dst_result r = original_dst(c->cfd, dst, &a->len[0]);
-	if (r != ORIGINAL_DST_OK) {
-		upstream_opening_no_destination(c->opening, r == ORIGINAL_DST_LOOP);
+	snprintf(c->destination->text, sizeof c->destination->text, "-");
+	if (r == ORIGINAL_DST_NONE) {
+		upstream_opening_no_destination(c->opening, false);
 		return false;
 	}
-	a->n = 1;
 	char text[INET6_ADDRSTRLEN] = "?";
 	unsigned port;
 	if (dst->ss_family == AF_INET6) {
@@ -186,6 +181,11 @@ static bool find_destination(struct conn *c)
 		port = ntohs(in->sin_port);
 		snprintf(c->destination->text, sizeof c->destination->text, "%s:%u", text, port);
 	}
+	if (r == ORIGINAL_DST_LOOP) {
+		upstream_opening_no_destination(c->opening, true);
+		return false;
+	}
+	a->n = 1;
 	return true;
 }
 
@@ -208,9 +208,15 @@ void upstream_start(struct conn *c)
 	}
 	if (cfg->backend.original_destination) {
 		upstream_opening_init_transparent(c->opening, plain_policy(cfg));
+		c->destination = calloc(1, sizeof *c->destination);
+		if (!c->destination) {
+			log_error("client %s: out of memory for the original destination", c->peer);
+			conn_fail(c, "out-of-memory");
+			return;
+		}
 		if (!find_destination(c)) {
-			log_warning("client %s: %s", c->peer,
-			            c->opening->failure_reason ? c->opening->failure_reason : "no destination");
+			log_warning("client %s: original destination %s: %s", c->peer, c->destination->text,
+			            c->opening->failure_reason);
 			session_time_limit(&c->session, c->opening->failure_reply, c->opening->failure_reason);
 			return;
 		}
@@ -314,5 +320,8 @@ void upstream_handshake_timeout(struct conn *c)
 {
 	log_warning("client %s: upstream %s: TLS handshake timed out", c->peer, relay_name(c));
 	upstream_opening_tls_done(c->opening, OPENING_TLS_FAILED);
-	opening_failed(c);
+	if (c->opening->state == OPENING_RECONNECT)
+		reconnect_plain(c);
+	else
+		opening_failed(c);
 }
