@@ -273,3 +273,17 @@ def test_loop_guard(net, world):
                          timeout=TIMEOUT * 2)
     assert out.stdout.startswith("421 4.4.6"), out.stdout + out.stderr
     assert out_sessions(d)[0]["end"] == "loop"
+
+
+def test_no_redirect_no_destination(net, world):
+    """Without the redirect's nat rule the namespace tracks no connection:
+    SO_ORIGINAL_DST has nothing to say, so 421 and no connect."""
+    d = world()
+    run(*in_ns(net["mta"], REDIRECT, "down"))
+    script = ("import socket\n"
+              "s = socket.create_connection(('127.0.0.1', %d), timeout=%d)\n"
+              "print(s.makefile('rb').readline().decode().strip())\n" % (PORT, TIMEOUT))
+    out = subprocess.run(in_ns(net["mta"], PYTHON, "-c", script), capture_output=True, text=True,
+                         timeout=TIMEOUT * 2)
+    assert out.stdout.startswith("421 4.3.5"), out.stdout + out.stderr
+    assert out_sessions(d)[0]["end"] == "no-original-destination"
