@@ -275,10 +275,31 @@ static void test_outbound(void)
 	            "direction = outbound\n"),
 	      err);
 
+#define WORLD "[world]\nlisten = 127.0.0.1:10025\ndirection = outbound\nbackend = original-destination\n"
+	CHECK(parse(WORLD), err);
+	CHECK(l->backend.original_destination && l->upstream_tls == CONFIG_TLS_OPPORTUNISTIC && !l->verify &&
+	      !l->fallback_plaintext, "original-destination: opportunistic, unauthenticated, no fallback");
+	CHECK(parse(WORLD "fallback_plaintext = yes\n") && l->fallback_plaintext, "fallback_plaintext");
+	CHECK(parse(WORLD "upstream_tls = starttls\nverify = no\n") && l->upstream_tls == CONFIG_TLS_STARTTLS, err);
+
 	static const struct {
 		const char *text;
 		const char *error;
 	} invalid_outbound[] = {
+		{ WORLD "upstream_tls = implicit\n",
+		  "t.conf:5: upstream_tls = implicit does not fit backend = original-destination (port 25 speaks "
+		  "STARTTLS); use opportunistic or starttls" },
+		{ WORLD "verify = yes\n",
+		  "t.conf:5: verify = yes needs a name to check; backend = original-destination has only an address" },
+		{ WORLD "ca = /ca.pem\n", "t.conf:5: ca has no use with backend = original-destination (no name to check)" },
+		{ WORLD "upstream_name = a.example\n", "t.conf:5: upstream_name has no use with backend = original-destination" },
+		{ WORLD "upstream_tls = starttls\nfallback_plaintext = yes\n",
+		  "t.conf:6: fallback_plaintext needs upstream_tls = opportunistic" },
+		{ OUTBOUND "upstream_tls = opportunistic\n",
+		  "t.conf:5: upstream_tls = opportunistic needs backend = original-destination" },
+		{ OUTBOUND "fallback_plaintext = no\n", "t.conf:5: fallback_plaintext needs backend = original-destination" },
+		{ "[mx]\nlisten = 127.0.0.1:25\nbackend = original-destination\ncert = /c.pem /k.pem\n",
+		  "t.conf:3: backend = original-destination needs direction = outbound" },
 		{ OUTBOUND "cert = /c.pem\n", "t.conf:5: cert is for inbound listeners, and 'relay' has direction = outbound" },
 		{ "[relay]\ntls = implicit\nlisten = 127.0.0.1:2525\nbackend = a:1\ndirection = outbound\n",
 		  "t.conf:2: tls is for inbound listeners, and 'relay' has direction = outbound" },
