@@ -94,7 +94,8 @@ static void go_plain(struct upstream_opening *o, const char *reason)
 		const uint8_t *lf = memchr(p, '\n', buf_pending(&o->reply));
 		PANIC_UNLESS(lf && buf_pending(&o->reply) >= 4);
 		size_t first = (size_t)(lf - p) + 1;
-		o->reply.data[o->reply.rd + 3] = ' ';
+		if (o->reply.data[o->reply.rd + 3] == '-') /* "250\r\n" is final already */
+			o->reply.data[o->reply.rd + 3] = ' ';
 		o->reply.wr = o->reply.rd + first;
 	}
 }
