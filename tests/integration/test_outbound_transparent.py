@@ -87,7 +87,9 @@ def net(tmp_path, cert, request):
     def proxy(ns, listeners, name, extra=()):
         conf = write_conf(tmp_path / (name + ".conf"), listeners, cert,
                           ("log_level = debug", "workers = 1") + tuple(extra))
-        return daemon(in_ns(ns, starttlsd_binary(), "-f", "-c", conf), r"listening on")
+        d = daemon(in_ns(ns, starttlsd_binary(), "-f", "-c", conf), r"listening on")
+        d.is_proxy = True
+        return d
 
     try:
         run("ip", "netns", "add", mta)
@@ -105,12 +107,20 @@ def net(tmp_path, cert, request):
         run(*in_ns(mta, REDIRECT, "up", PORT, "nobody"))
         yield {"mta": mta, "world": world, "sink": sink, "proxy": proxy}
     finally:
+        problems = []
         for d in daemons:
             rc = d.stop()
-            if _failed(request) or rc not in (0, None):
+            proxy = getattr(d, "is_proxy", False)
+            if proxy:
+                d.log.thread.join(5)
+            if _failed(request) or (proxy and rc != 0):
                 print("--- %s ---\n%s" % (d.proc.args, d.log.text()))
+            if proxy and (rc != 0 or re.search(r"Sanitizer|runtime error:", d.log.text())):
+                problems.append("starttlsd exited %s or reported a sanitizer error" % rc)
         subprocess.run(["ip", "netns", "del", mta], capture_output=True, timeout=30)
         subprocess.run(["ip", "netns", "del", world], capture_output=True, timeout=30)
+    if problems:
+        pytest.fail("; ".join(problems))
 
 
 def _failed(request):
