@@ -297,3 +297,38 @@ def test_no_redirect_no_destination(net, world):
                          timeout=TIMEOUT * 2)
     assert out.stdout.startswith("421 4.3.5"), out.stdout + out.stderr
     assert out_sessions(d)[0]["end"] == "no-original-destination"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/sbin/postfix"), reason="needs Postfix (packaging/install-deps test)")
+def test_legacy_postfix_delivers_through_the_redirect(net, world, monkeypatch):
+    """A real legacy MTA: Postfix with TLS off, in the mta namespace,
+    delivering to [10.232.2.10]:25; the redirect hands it to the proxy,
+    which reaches the destination over TLS."""
+    import test_outbound
+
+    def postfix_in_mta(conf_dir, *args):
+        return subprocess.run(in_ns(net["mta"], "script", "-qc",
+                                    " ".join(["/usr/sbin/postfix", "-c", str(conf_dir)] + list(args)), "/dev/null"),
+                              capture_output=True, text=True, timeout=60)
+
+    d = world()
+    monkeypatch.setattr(test_outbound, "postfix_cmd", postfix_in_mta)
+    legacy = test_outbound.private_postfix("legacy-mta", [
+        "myhostname = legacy.test",
+        "mydestination =",
+        "relayhost = [%s.10]" % NET4,
+        "smtp_tls_security_level = none",
+    ])
+    try:
+        msg = b"From: a@legacy.test\nTo: b@example.org\nSubject: legacy\n\nbody from the legacy MTA\n"
+        out = subprocess.run(["/usr/sbin/sendmail", "-C", str(legacy / "etc"), "-f", "a@legacy.test",
+                              "b@example.org"], input=msg, capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        postfix_in_mta(legacy / "etc", "flush")
+        assert delivered(d["tls_sink"]).endswith(b"\r\n\r\nbody from the legacy MTA\r\n")
+        s = out_sessions(d)[0]
+        assert s["tls"].startswith("TLS1.") and s["messages"] == "1", s
+        log = test_outbound.maillog(legacy, r"status=sent")
+        assert re.search(r"relay=%s\.10\[%s\.10\]:25.*status=sent" % (NET4, NET4), log), log
+    finally:
+        test_outbound.stop_postfix(legacy)
