@@ -15,6 +15,7 @@ with one address per kind of destination, IPv4 and IPv6:
               as a bad command: a handshake that fails
   .13         the sink answering STARTTLS "220" with a reply injected behind
               it in the same write (the attacker of RFC 3207 section 4.2)
+  .14         the sink offering STARTTLS and refusing it with 454
 
 starttlsd runs as user nobody, and the redirect skips nobody's sockets
 (meta skuid), so its own connections to port 25 leave as they are."""
@@ -101,7 +102,7 @@ def net(tmp_path, cert, request):
             if v4:
                 run("ip", "-n", ns, "addr", "add", v4 + "/24", "dev", dev)
                 run("ip", "-n", ns, "addr", "add", v6 + "/64", "dev", dev, "nodad")
-        for host in (10, 11, 12, 13):
+        for host in (10, 11, 12, 13, 14):
             run("ip", "-n", world, "addr", "add", "%s.%d/24" % (NET4, host), "dev", veth + "w")
             run("ip", "-n", world, "addr", "add", "%s%d/64" % (NET6, host), "dev", veth + "w", "nodad")
         run(*in_ns(mta, REDIRECT, "up", PORT, "nobody"))
@@ -143,12 +144,14 @@ def world(net):
         d["plain"] = net["sink"](w, "%s.11:25" % NET4, "--caps", "PIPELINING,8BITMIME")
         d["plain6"] = net["sink"](w, "[%s11]:25" % NET6, "--caps", "PIPELINING,8BITMIME")
         d["broken"] = net["sink"](w, "%s.12:25" % NET4, "--answer", "STARTTLS=220 2.0.0 go ahead")
+        d["refuse"] = net["sink"](w, "%s.14:25" % NET4, "--answer", "STARTTLS=454 4.7.0 TLS not available")
         d["inject"] = net["sink"](w, "%s.13:25" % NET4, "--answer",
                                   "STARTTLS=220 2.0.0 go ahead\r\n250 injected")
         # The broken destination answers the ClientHello with 500 lines
         # and waits: the handshake ends at handshake_timeout, well before
         # the sender's own timeout.
-        out = dict({"direction": "outbound", "backend": "original-destination", "handshake_timeout": "2",
+        out = dict({"direction": "outbound", "backend": "original-destination",
+                    "handshake_timeout": str(TIMEOUT // 3),
                     "listen": ["127.0.0.1:%d" % PORT, "[::1]:%d" % PORT]}, **keys)
         d["out"] = net["proxy"](net["mta"], {"out": out}, "outbound", ("user = nobody",))
         return d
@@ -260,6 +263,22 @@ def test_failed_handshake_retried_in_plaintext_with_fallback(net, world):
     assert (s["tls"], s["reason"]) == ("none", "handshake-failed"), s
     second = (d["broken"].dir / "conn-2.raw").read_bytes()
     assert b"STARTTLS" not in second and second.count(b"EHLO legacy.test") == 1, second[:300]
+
+
+@pytest.mark.parametrize("fallback", ["no", "yes"])
+def test_refused_starttls(net, world, fallback):
+    d = world(fallback_plaintext=fallback)
+    out = send(net, NET4 + ".14")
+    s = out_sessions(d)[0]
+    if fallback == "no":
+        assert out.returncode == 3 and out.stdout.startswith(b"ehlo 421 "), out.stdout + out.stderr
+        assert s["end"] == "upstream-refused-starttls", s
+        assert not (d["refuse"].dir / "msg-1.eml").exists()
+    else:
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert b"starttls" not in out.stdout, "the MTA is not offered what was refused"
+        assert delivered(d["refuse"]) == BODY
+        assert (s["tls"], s["reason"]) == ("none", "starttls-refused"), s
 
 
 def test_injected_reply_after_starttls_never_reaches_the_mta(net, world):
