@@ -10,6 +10,14 @@
  * ends the session with the opening's 421 and nothing more is written to
  * the relay.
  *
+ * With backend = original-destination (transparent mode) the destination
+ * is read from the client's socket (original_dst.c) and the opening also
+ * needs the client: the destination's greeting goes into the session for
+ * the client, the client's first line is shown to the opening where it lies
+ * in the input buffer (the session takes it later, inside TLS or, when the
+ * destination offers no STARTTLS, as already sent), and a failed handshake
+ * with fallback_plaintext = yes makes a new plaintext connection.
+ *
  * The client side of an outbound connection is always plaintext, so the
  * connection's TLS buffers are the backend's here.
  */
