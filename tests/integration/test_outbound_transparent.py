@@ -351,3 +351,17 @@ def test_legacy_postfix_delivers_through_the_redirect(net, world, monkeypatch):
         assert re.search(r"relay=%s\.10\[%s\.10\]:25.*status=sent" % (NET4, NET4), log), log
     finally:
         test_outbound.stop_postfix(legacy)
+
+
+def test_upstream_tls_starttls_demands_it(net, world):
+    """upstream_tls = starttls with original-destination: TLS or 421, never
+    plaintext, still without a certificate check."""
+    d = world(upstream_tls="starttls")
+    out = send(net, NET4 + ".11")
+    assert out.returncode == 3 and out.stdout.startswith(b"ehlo 421 "), out.stdout + out.stderr
+    assert not (d["plain"].dir / "msg-1.eml").exists()
+    out = send(net, NET4 + ".10")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert delivered(d["tls_sink"]) == BODY
+    ends = sorted((s["end"], s["tls"][:4], s["verified"]) for s in out_sessions(d, 2))
+    assert ends[1] == ("upstream-no-starttls", "none", "-") and ends[0][1:] == ("TLS1", "none"), ends
