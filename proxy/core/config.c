@@ -898,6 +898,14 @@ void config_warnings(const struct config *cfg, const char *filename, config_warn
 		const struct config_listener *l = &cfg->listeners[i];
 		if (l->direction == CONFIG_OUTBOUND) {
 			outbound_warnings(l, filename, warn, ctx);
+			if (l->backend.original_destination && !cfg->user[0]) {
+				snprintf(msg, sizeof msg,
+				         "%s:%d: warning: listener '%s': backend = original-destination without user: "
+				         "packaging/outbound-redirect tells the proxy's own connections by the user its "
+				         "workers run as, so without one they come back to it in a loop",
+				         filename, l->backend.line, l->name);
+				warn(ctx, msg);
+			}
 			continue;
 		}
 		if (l->client_addr == CONFIG_CLIENT_ADDR_NONE && is_loopback_backend(&l->backend)) {

@@ -347,6 +347,21 @@ static void test_outbound(void)
 	CHECK(parse(OUTBOUND), err);
 	config_warnings(&cfg, "t.conf", collect, NULL);
 	CHECK(warnings[0] == '\0', warnings);
+
+	/* original-destination: no verify warning (there is no name), but
+	 * one without user (the redirect could not skip the proxy). */
+	warnings[0] = '\0';
+	CHECK(parse(WORLD), err);
+	config_warnings(&cfg, "t.conf", collect, NULL);
+	static const char want_user[] =
+		"t.conf:4: warning: listener 'world': backend = original-destination without user: "
+		"packaging/outbound-redirect tells the proxy's own connections by the user its workers run as, "
+		"so without one they come back to it in a loop\n";
+	CHECK_BYTES(warnings, strlen(warnings), want_user, strlen(want_user), "original-destination warnings");
+	warnings[0] = '\0';
+	CHECK(parse("user = _starttlsd\n" WORLD), err);
+	config_warnings(&cfg, "t.conf", collect, NULL);
+	CHECK(warnings[0] == '\0', warnings);
 }
 
 void run_config_tests(void)
