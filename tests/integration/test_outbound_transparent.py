@@ -365,3 +365,19 @@ def test_upstream_tls_starttls_demands_it(net, world):
     assert delivered(d["tls_sink"]) == BODY
     ends = sorted((s["end"], s["tls"][:4], s["verified"]) for s in out_sessions(d, 2))
     assert ends[1] == ("upstream-no-starttls", "none", "-") and ends[0][1:] == ("TLS1", "none"), ends
+
+
+def test_mta_that_leaves_after_the_greeting(net, world):
+    """The destination's own greeting reaches the MTA; an MTA that closes
+    then ends the session (and the destination's connection) at once."""
+    d = world()
+    script = ("import socket\n"
+              "s = socket.create_connection(('%s.11', 25), timeout=%d)\n"
+              "print(s.makefile('rb').readline().decode().strip())\n"
+              "s.close()\n" % (NET4, TIMEOUT))
+    out = subprocess.run(in_ns(net["mta"], PYTHON, "-c", script), capture_output=True, text=True,
+                         timeout=TIMEOUT * 2)
+    assert out.stdout.strip() == "220 sink.test ESMTP", out.stdout + out.stderr
+    s = out_sessions(d)[0]
+    assert s["tls"] == "none" and s["reason"] is None and s["messages"] == "0", s
+    assert wait_until((d["plain"].dir / "conn-1.done").exists), "the destination's connection ended"
