@@ -70,6 +70,7 @@ EDGE_SRCS = \
 	proxy/transport_plain.c \
 	proxy/transport_tls.c \
 	proxy/upstream_side.c \
+	proxy/original_dst.c \
 	proxy/worker.c
 
 UNIT_SRCS = \

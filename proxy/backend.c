@@ -14,6 +14,9 @@
 bool backend_resolve(const struct config_backend *b, const char *filename, struct backend_addrs *out,
                      char *err, size_t errlen)
 {
+	out->n = 0;
+	if (b->original_destination)
+		return true; /* each connection's own (original_dst.h) */
 	memset(out, 0, sizeof *out);
 	if (b->is_unix) {
 		struct sockaddr_un *sun = (struct sockaddr_un *)&out->addr[0];

@@ -55,7 +55,7 @@ void backend_failed(struct conn *c)
 static void start_connect(struct conn *c, size_t index)
 {
 	bool transparent = c->listener->cfg->client_addr == CONFIG_CLIENT_ADDR_TRANSPARENT;
-	c->bfd = backend_connect(&c->listener->backend, index, transparent ? &c->client_addr : NULL,
+	c->bfd = backend_connect(c->destination ? &c->destination->addrs : &c->listener->backend, index, transparent ? &c->client_addr : NULL,
 	                         &c->backend_index);
 	if (c->bfd < 0) {
 		log_warning("client %s: backend unreachable: %s", c->peer, strerror(errno));
@@ -83,7 +83,7 @@ static void try_next_backend(struct conn *c, int error)
 	size_t next = c->backend_index + 1;
 	forget_socket(c);
 	c->backend_connecting = false;
-	if (next < c->listener->backend.n) {
+	if (next < (c->destination ? &c->destination->addrs : &c->listener->backend)->n) {
 		start_connect(c, next);
 		return;
 	}

@@ -136,11 +136,16 @@ static void conn_free(struct conn *c)
 	if (c->refused) {
 		log_debug("client %s: refused: %s", c->peer, end);
 	} else if (c->listener->upstream) {
+		/* backend = original-destination without TLS: why (upstream_opening.h) */
+		const char *plain_reason =
+		        c->opening && c->opening->state == OPENING_PLAIN ? c->opening->plain_reason : NULL;
 		count_session_end(c, end);
-		log_info("session listener=%s client=%s upstream=%s tls=%s verified=%s bytes_in=%llu bytes_out=%llu "
-		         "messages=%llu end=%s",
-		         c->listener->cfg->name, c->peer, tls_upstream_name(c->listener->upstream),
-		         c->tls_desc[0] ? c->tls_desc : "none", c->upstream_verified ? c->upstream_verified : "-",
+		log_info("session listener=%s client=%s upstream=%s tls=%s%s%s verified=%s bytes_in=%llu "
+		         "bytes_out=%llu messages=%llu end=%s",
+		         c->listener->cfg->name, c->peer,
+		         c->destination ? c->destination->text : tls_upstream_name(c->listener->upstream),
+		         c->tls_desc[0] ? c->tls_desc : "none", plain_reason ? " reason=" : "",
+		         plain_reason ? plain_reason : "", c->upstream_verified ? c->upstream_verified : "-",
 		         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
 		         (unsigned long long)c->session.stats.messages_accepted, end);
 	} else {
@@ -169,6 +174,7 @@ static void conn_free(struct conn *c)
 	backend_close(c);
 	transport_release(c->client.t);
 	free(c->opening);
+	free(c->destination);
 	close(c->cfd);
 	generation_unref(c->listener->gen);
 
@@ -704,7 +710,10 @@ static bool feed(struct conn *c)
 		moved |= used > 0;
 	}
 	track_message(c); /* a 354 opens one */
-	if (c->cin_len > 0 && c->client.tls != SIDE_HANDSHAKE && !c->start_tls && !c->closing) {
+	/* During an outbound opening the client's bytes wait (the transparent
+	 * opening reads its EHLO where it lies). */
+	if (c->cin_len > 0 && c->client.tls != SIDE_HANDSHAKE && !c->start_tls && !c->closing &&
+	    !upstream_opening_active(c)) {
 		bool was_open = c->message_open;
 		size_t used = session_from_client(&c->session, c->cin, c->cin_len);
 		memmove(c->cin, c->cin + used, c->cin_len - used);

@@ -39,6 +39,13 @@ struct conn_side {
 	size_t write_again;      /* bytes a blocked TLS write must offer again */
 };
 
+/* Where a redirected connection was going: the one address to connect to,
+ * and its text for the logs */
+struct original_destination {
+	struct backend_addrs addrs;
+	char text[INET6_ADDRSTRLEN + 8];
+};
+
 struct conn {
 	struct conn *prev, *next;
 	struct listener *listener;
@@ -86,6 +93,7 @@ struct conn {
 	 * (upstream_side.c), and its check once TLS is up; NULL inbound */
 	struct upstream_opening *opening;
 	const char *upstream_verified;
+	struct original_destination *destination; /* backend = original-destination */
 	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];

@@ -107,7 +107,7 @@ bool tls_upstream_session(const struct tls_upstream *u, gnutls_session_t *sessio
 		return false;
 	bool ok = gnutls_priority_set(s, u->priority) >= 0 &&
 	          gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, u->creds) >= 0 &&
-	          (u->name_is_address || gnutls_server_name_set(s, GNUTLS_NAME_DNS, u->name, strlen(u->name)) >= 0);
+	          (u->name_is_address || !u->name[0] || gnutls_server_name_set(s, GNUTLS_NAME_DNS, u->name, strlen(u->name)) >= 0);
 	/* The chain against the trust anchors and the name against the
 	 * certificate, inside the handshake: a relay that fails never gets
 	 * a record of ours after its Finished. An address is matched against

@@ -10,6 +10,14 @@
  * ends the session with the opening's 421 and nothing more is written to
  * the relay.
  *
+ * With backend = original-destination (transparent mode) the destination
+ * is read from the client's socket (original_dst.c) and the opening also
+ * needs the client: the destination's greeting goes into the session for
+ * the client, the client's first line is shown to the opening where it lies
+ * in the input buffer (the session takes it later, inside TLS or, when the
+ * destination offers no STARTTLS, as already sent), and a failed handshake
+ * with fallback_plaintext = yes makes a new plaintext connection.
+ *
  * The client side of an outbound connection is always plaintext, so the
  * connection's TLS buffers are the backend's here.
  */
@@ -19,14 +27,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include "log.h"
+#include "original_dst.h"
 #include "panic.h"
 #include "tls_upstream.h"
 #include "transport_tls.h"
 
 static const char *relay_name(const struct conn *c)
 {
-	return tls_upstream_name(c->listener->upstream);
+	return c->destination ? c->destination->text : tls_upstream_name(c->listener->upstream);
 }
 
 /* opening_failed - the client hears the opening's 421 instead of a
@@ -98,6 +109,19 @@ static void begin_handshake(struct conn *c)
 	ev_timer_start(c->srv->loop, &c->handshake_timer);
 }
 
+/* reconnect_plain - fallback_plaintext = yes after a failed handshake: the
+ * spent connection goes, a new one is made for plaintext */
+static void reconnect_plain(struct conn *c)
+{
+	log_warning("client %s: upstream %s: retrying in plaintext (fallback_plaintext = yes)", c->peer,
+	            relay_name(c));
+	backend_close(c);
+	c->backend.tls = SIDE_PLAIN;
+	c->backend_greeted = false;
+	upstream_opening_reconnected(c->opening);
+	backend_start(c);
+}
+
 /* handshake_step - drive the handshake; at its end, ready or failed */
 static bool handshake_step(struct conn *c)
 {
@@ -117,6 +141,10 @@ static bool handshake_step(struct conn *c)
 		            reason ? reason : "connection closed");
 	}
 	upstream_opening_tls_done(c->opening, result);
+	if (c->opening->state == OPENING_RECONNECT) {
+		reconnect_plain(c);
+		return true;
+	}
 	if (result != OPENING_TLS_VERIFIED) {
 		opening_failed(c);
 		return true;
@@ -136,6 +164,47 @@ static bool handshake_step(struct conn *c)
 	return true;
 }
 
+/* find_destination - backend = original-destination: where the client was
+ * going before the redirect; false when it cannot be gone to */
+static bool find_destination(struct conn *c)
+{
+	struct backend_addrs *a = &c->destination->addrs;
+	struct sockaddr_storage *dst = &a->addr[0];
+	enum original_dst_result r = original_dst(c->cfd, dst, &a->len[0]);
+	snprintf(c->destination->text, sizeof c->destination->text, "-");
+	if (r == ORIGINAL_DST_NONE) {
+		upstream_opening_no_destination(c->opening, false);
+		return false;
+	}
+	char text[INET6_ADDRSTRLEN] = "?";
+	unsigned port;
+	if (dst->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)dst;
+		inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+		port = ntohs(in6->sin6_port);
+		snprintf(c->destination->text, sizeof c->destination->text, "[%s]:%u", text, port);
+	} else {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)dst;
+		inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+		port = ntohs(in->sin_port);
+		snprintf(c->destination->text, sizeof c->destination->text, "%s:%u", text, port);
+	}
+	if (r == ORIGINAL_DST_LOOP) {
+		upstream_opening_no_destination(c->opening, true);
+		return false;
+	}
+	a->n = 1;
+	return true;
+}
+
+/* plain_policy - what the transparent opening does without TLS */
+static enum opening_plain_policy plain_policy(const struct config_listener *cfg)
+{
+	if (cfg->upstream_tls != CONFIG_TLS_OPPORTUNISTIC)
+		return OPENING_TLS_REQUIRED;
+	return cfg->fallback_plaintext ? OPENING_FALLBACK : OPENING_OPPORTUNISTIC;
+}
+
 void upstream_start(struct conn *c)
 {
 	const struct config_listener *cfg = c->listener->cfg;
@@ -145,14 +214,61 @@ void upstream_start(struct conn *c)
 		conn_fail(c, "out-of-memory");
 		return;
 	}
-	upstream_opening_init(c->opening, cfg->upstream_tls == CONFIG_TLS_IMPLICIT, c->srv->hostname,
-	                      relay_name(c));
+	if (cfg->backend.original_destination) {
+		upstream_opening_init_transparent(c->opening, plain_policy(cfg));
+		c->destination = calloc(1, sizeof *c->destination);
+		if (!c->destination) {
+			log_error("client %s: out of memory for the original destination", c->peer);
+			conn_fail(c, "out-of-memory");
+			return;
+		}
+		if (!find_destination(c)) {
+			log_warning("client %s: original destination %s: %s", c->peer, c->destination->text,
+			            c->opening->failure_reason);
+			session_time_limit(&c->session, c->opening->failure_reply, c->opening->failure_reason);
+			return;
+		}
+	} else {
+		upstream_opening_init(c->opening, cfg->upstream_tls == CONFIG_TLS_IMPLICIT, c->srv->hostname,
+		                      relay_name(c));
+	}
 	backend_start(c);
+}
+
+/* open_plain - the transparent opening ends without TLS: the session takes
+ * the client's EHLO (sent already) and the reply the opening kept */
+static void open_plain(struct conn *c)
+{
+	const struct upstream_opening *o = c->opening;
+	log_info("client %s: upstream %s: no TLS (%s)%s", c->peer, relay_name(c), o->plain_reason,
+	         o->client_helo ? "; the client said HELO" : "");
+	session_plaintext_open(&c->session);
+	size_t used = session_from_client(&c->session, c->cin, c->cin_len);
+	memmove(c->cin, c->cin + used, c->cin_len - used);
+	c->cin_len -= used;
+	size_t len;
+	const uint8_t *reply = upstream_opening_reply(o, &len);
+	used = session_from_backend(&c->session, reply, len);
+	PANIC_UNLESS(used == len); /* the EHLO's reply, owed and into empty buffers */
+}
+
+/* transparent_client_step - the destination's greeting to the client, and
+ * the client's EHLO to the opening; true when something moved */
+static bool transparent_client_step(struct conn *c)
+{
+	struct upstream_opening *o = c->opening;
+	size_t len;
+	const uint8_t *greeting = upstream_opening_client_greeting(o, &len);
+	if (greeting) {
+		session_greeting_passed(&c->session, greeting, len);
+		return true;
+	}
+	return c->cin_len > 0 && upstream_opening_from_client(o, c->cin, c->cin_len);
 }
 
 bool upstream_opening_active(const struct conn *c)
 {
-	return c->opening && c->opening->state != OPENING_READY;
+	return c->opening && c->opening->state != OPENING_READY && c->opening->state != OPENING_PLAIN;
 }
 
 bool upstream_connect_by_write(const struct conn *c)
@@ -164,7 +280,7 @@ bool upstream_connect_by_write(const struct conn *c)
 bool upstream_step(struct conn *c)
 {
 	struct upstream_opening *o = c->opening;
-	if (!o || o->state == OPENING_READY || o->state == OPENING_FAILED || c->bfd < 0 || c->backend_connecting)
+	if (!o || !upstream_opening_active(c) || o->state == OPENING_FAILED || c->bfd < 0 || c->backend_connecting)
 		return false;
 	if (c->backend.tls == SIDE_HANDSHAKE)
 		return handshake_step(c);
@@ -178,6 +294,16 @@ bool upstream_step(struct conn *c)
 			opening_failed(c);
 			return true;
 		}
+	}
+	if (o->transparent)
+		moved |= transparent_client_step(c);
+	if (o->state == OPENING_FAILED) {
+		opening_failed(c);
+		return true;
+	}
+	if (o->state == OPENING_PLAIN) {
+		open_plain(c);
+		return true;
 	}
 	moved |= write_opening(c);
 	if (upstream_opening_wants_tls(o)) {
@@ -202,5 +328,8 @@ void upstream_handshake_timeout(struct conn *c)
 {
 	log_warning("client %s: upstream %s: TLS handshake timed out", c->peer, relay_name(c));
 	upstream_opening_tls_done(c->opening, OPENING_TLS_FAILED);
-	opening_failed(c);
+	if (c->opening->state == OPENING_RECONNECT)
+		reconnect_plain(c);
+	else
+		opening_failed(c);
 }

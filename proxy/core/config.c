@@ -235,6 +235,9 @@ static bool key_backend(struct parse_ctx *ctx, struct config *cfg, struct config
 		return copy_value(ctx, b->path, sizeof b->path, v + 5, "unix socket path");
 	}
 	b->is_unix = false;
+	b->original_destination = strcmp(v, "original-destination") == 0;
+	if (b->original_destination)
+		return true;
 	if (strcmp(v, "*") == 0 || strncmp(v, "*:", 2) == 0)
 		return fail(ctx, ctx->line, "backend needs a host, not '*'");
 	return parse_host_port(ctx, v, b->host, sizeof b->host, b->port, sizeof b->port);
@@ -526,12 +529,15 @@ static bool key_upstream_tls(struct parse_ctx *ctx, struct config *cfg, struct c
                              const char *v)
 {
 	(void)cfg;
+	l->upstream_tls_line = ctx->line;
 	if (strcmp(v, "starttls") == 0)
 		l->upstream_tls = CONFIG_TLS_STARTTLS;
 	else if (strcmp(v, "implicit") == 0)
 		l->upstream_tls = CONFIG_TLS_IMPLICIT;
+	else if (strcmp(v, "opportunistic") == 0)
+		l->upstream_tls = CONFIG_TLS_OPPORTUNISTIC;
 	else
-		return fail(ctx, ctx->line, "upstream_tls must be starttls or implicit, not '%s'", v);
+		return fail(ctx, ctx->line, "upstream_tls must be starttls, implicit or opportunistic, not '%s'", v);
 	return true;
 }
 
@@ -544,6 +550,7 @@ static bool key_upstream_name(struct parse_ctx *ctx, struct config *cfg, struct 
 	if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:") != strlen(v) ||
 	    strlen(v) > 253)
 		return fail(ctx, ctx->line, "upstream_name must be a host name or an IP address, not '%s'", v);
+	l->upstream_name_line = ctx->line;
 	return copy_value(ctx, l->upstream_name, sizeof l->upstream_name, v, "upstream_name");
 }
 
@@ -557,7 +564,16 @@ static bool key_ca(struct parse_ctx *ctx, struct config *cfg, struct config_list
 static bool key_verify(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
 {
 	(void)cfg;
+	l->verify_line = ctx->line;
 	return parse_bool(ctx, v, &l->verify);
+}
+
+static bool key_fallback_plaintext(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                   const char *v)
+{
+	(void)cfg;
+	l->fallback_plaintext_line = ctx->line;
+	return parse_bool(ctx, v, &l->fallback_plaintext);
 }
 
 static bool key_upstream_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
@@ -614,6 +630,7 @@ static const struct key_def {
 	{ "ca", SCOPE_LISTENER, key_ca, false, USE_OUTBOUND },
 	{ "verify", SCOPE_LISTENER, key_verify, false, USE_OUTBOUND },
 	{ "upstream_cert", SCOPE_LISTENER, key_upstream_cert, false, USE_OUTBOUND },
+	{ "fallback_plaintext", SCOPE_LISTENER, key_fallback_plaintext, false, USE_OUTBOUND },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 _Static_assert(N_KEYS <= 64, "a key seen once is one bit of a uint64_t");
@@ -635,12 +652,43 @@ static void listener_defaults(struct config_listener *l)
 	l->verify = true;
 }
 
+/* finish_original_destination - backend = original-destination: the
+ * destination is any host, known only by its address, so there is no name
+ * to check a certificate against: the TLS is unauthenticated (verified=none,
+ * RFC 7435 opportunistic security) */
+static bool finish_original_destination(struct parse_ctx *ctx, struct config_listener *l)
+{
+	if (l->upstream_tls_line == 0)
+		l->upstream_tls = CONFIG_TLS_OPPORTUNISTIC;
+	if (l->upstream_tls == CONFIG_TLS_IMPLICIT)
+		return fail(ctx, l->upstream_tls_line,
+		            "upstream_tls = implicit does not fit backend = original-destination (port 25 "
+		            "speaks STARTTLS); use opportunistic or starttls");
+	if (l->upstream_name_line)
+		return fail(ctx, l->upstream_name_line, "upstream_name has no use with backend = original-destination");
+	if (l->ca_line)
+		return fail(ctx, l->ca_line, "ca has no use with backend = original-destination (no name to check)");
+	if (l->verify_line && l->verify)
+		return fail(ctx, l->verify_line,
+		            "verify = yes needs a name to check; backend = original-destination has only an address");
+	if (l->fallback_plaintext_line && l->upstream_tls != CONFIG_TLS_OPPORTUNISTIC)
+		return fail(ctx, l->fallback_plaintext_line, "fallback_plaintext needs upstream_tls = opportunistic");
+	l->verify = false;
+	return true;
+}
+
 /* finish_outbound - an outbound listener's keys fit together */
-static bool finish_outbound(struct parse_ctx *ctx, const struct config_listener *l)
+static bool finish_outbound(struct parse_ctx *ctx, struct config_listener *l)
 {
 	if (l->inbound_key)
 		return fail(ctx, l->inbound_key_line, "%s is for inbound listeners, and '%s' has direction = outbound",
 		            l->inbound_key, l->name);
+	if (l->backend.original_destination)
+		return finish_original_destination(ctx, l);
+	if (l->upstream_tls == CONFIG_TLS_OPPORTUNISTIC)
+		return fail(ctx, l->upstream_tls_line, "upstream_tls = opportunistic needs backend = original-destination");
+	if (l->fallback_plaintext_line)
+		return fail(ctx, l->fallback_plaintext_line, "fallback_plaintext needs backend = original-destination");
 	if (l->backend.is_unix)
 		return fail(ctx, l->backend.line, "an outbound listener's backend is its upstream relay: HOST:PORT");
 	if (l->ca_line && !l->verify)
@@ -649,7 +697,7 @@ static bool finish_outbound(struct parse_ctx *ctx, const struct config_listener 
 }
 
 /* finish_listener - the required keys are there, and they fit the direction */
-static bool finish_listener(struct parse_ctx *ctx, const struct config_listener *l)
+static bool finish_listener(struct parse_ctx *ctx, struct config_listener *l)
 {
 	if (l->n_listen == 0)
 		return fail(ctx, l->line, "listener '%s' has no listen line", l->name);
@@ -660,6 +708,8 @@ static bool finish_listener(struct parse_ctx *ctx, const struct config_listener 
 	if (l->outbound_key)
 		return fail(ctx, l->outbound_key_line, "%s is for outbound listeners (direction = outbound)",
 		            l->outbound_key);
+	if (l->backend.original_destination)
+		return fail(ctx, l->backend.line, "backend = original-destination needs direction = outbound");
 	if (l->n_certs == 0)
 		return fail(ctx, l->line, "listener '%s' has no cert line", l->name);
 	if (l->n_proxy_from > 0 && !l->accept_proxy)
@@ -832,7 +882,7 @@ static void outbound_warnings(const struct config_listener *l, const char *filen
 		warn(ctx, msg);
 		break;
 	}
-	if (!l->verify) {
+	if (!l->verify && !l->backend.original_destination) {
 		snprintf(msg, sizeof msg,
 		         "%s:%d: warning: listener '%s': verify = no: the upstream's certificate is not checked, "
 		         "so anyone on the path can pose as the relay and read the mail and the AUTH passwords",
@@ -848,6 +898,14 @@ void config_warnings(const struct config *cfg, const char *filename, config_warn
 		const struct config_listener *l = &cfg->listeners[i];
 		if (l->direction == CONFIG_OUTBOUND) {
 			outbound_warnings(l, filename, warn, ctx);
+			if (l->backend.original_destination && !cfg->user[0]) {
+				snprintf(msg, sizeof msg,
+				         "%s:%d: warning: listener '%s': backend = original-destination without user: "
+				         "packaging/outbound-redirect tells the proxy's own connections by the user its "
+				         "workers run as, so without one they come back to it in a loop",
+				         filename, l->backend.line, l->name);
+				warn(ctx, msg);
+			}
 			continue;
 		}
 		if (l->client_addr == CONFIG_CLIENT_ADDR_NONE && is_loopback_backend(&l->backend)) {

@@ -21,7 +21,8 @@
 #define CONFIG_MAX_WORKERS 256
 
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
-enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
+/* opportunistic: upstream_tls only, with backend = original-destination */
+enum config_tls_mode { CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT, CONFIG_TLS_OPPORTUNISTIC };
 /* inbound: TLS clients in, a plaintext backend behind. outbound: a legacy
  * plaintext sender in, its TLS upstream relay (the backend) behind. */
 enum config_direction { CONFIG_INBOUND, CONFIG_OUTBOUND };
@@ -54,6 +55,9 @@ struct config_cert {
 
 struct config_backend {
 	bool is_unix;
+	/* backend = original-destination: an outbound listener's connections
+	 * go where they were going before a redirect (SO_ORIGINAL_DST) */
+	bool original_destination;
 	char host[CONFIG_HOST_MAX]; /* TCP: host name or address, no brackets */
 	char port[8];
 	char path[CONFIG_PATH_MAX]; /* unix:PATH */
@@ -103,6 +107,13 @@ struct config_listener {
 
 	/* direction = outbound: the upstream relay is the backend */
 	enum config_tls_mode upstream_tls;
+	int upstream_tls_line;
+	/* original-destination, opportunistic: plaintext also after a
+	 * STARTTLS that was offered and then failed */
+	bool fallback_plaintext;
+	int fallback_plaintext_line;
+	int upstream_name_line;
+	int verify_line;
 	char upstream_name[CONFIG_HOST_MAX]; /* verified and sent as SNI; "" means backend.host */
 	char ca[CONFIG_PATH_MAX];            /* trusted CAs (PEM); "" means the system's */
 	int ca_line;

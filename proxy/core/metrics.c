@@ -35,7 +35,9 @@ static const char *const end_reasons[] = {
 	/* outbound listeners: why TLS with the relay never came up */
 	"upstream-unreachable", "upstream-refused-greeting", "upstream-refused-ehlo", "upstream-no-starttls",
 	"upstream-refused-starttls", "upstream-data-before-tls", "upstream-handshake-failed",
-	"upstream-not-trusted", "upstream-protocol-error", "other",
+	"upstream-not-trusted", "upstream-protocol-error",
+	/* backend = original-destination: why there was nowhere to go */
+	"no-original-destination", "loop", "client-no-ehlo", "other",
 };
 _Static_assert(sizeof end_reasons / sizeof end_reasons[0] == METRICS_END_REASONS,
                "one row per end= value, and METRICS_END_REASONS counts them");

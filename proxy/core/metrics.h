@@ -55,7 +55,7 @@ enum metrics_reload_result { METRICS_RELOAD_OK, METRICS_RELOAD_FAILED, METRICS_R
 
 #define METRICS_TLS_VERSIONS 5  /* TLS1.0 to TLS1.3, other */
 #define METRICS_CIPHERS 8       /* the bulk ciphers GnuTLS can offer, other */
-#define METRICS_END_REASONS 32  /* the session log line's end= values, other */
+#define METRICS_END_REASONS 35  /* the session log line's end= values, other */
 
 /* Counters only: they never go down, and a worker's are added to the
  * retired sum when it exits. Every field is a uint64_t (metrics_fold). */

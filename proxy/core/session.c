@@ -196,6 +196,13 @@ static void reply_local(struct session *s, const char *text)
 /* relay_line - LINE (no terminator) to the backend, ended by CR LF */
 static void relay_line(struct session *s, const uint8_t *line, size_t len, enum pending_kind kind)
 {
+	if (s->first_command_sent) {
+		/* The transparent opening sent it (session_plaintext_open). */
+		PANIC_UNLESS(kind == PENDING_EHLO || kind == PENDING_HELO);
+		s->first_command_sent = false;
+		queue_push(s, kind, NULL);
+		return;
+	}
 	bool ok = buf_append(&s->out_backend, line, len) && buf_append(&s->out_backend, "\r\n", 2);
 	PANIC_UNLESS(ok); /* the caller checked COMMAND_ROOM */
 	queue_push(s, kind, NULL);
@@ -910,7 +917,7 @@ size_t session_from_backend(struct session *s, const uint8_t *p, size_t n)
 	if (s->backend_gone || s->ended)
 		return n; /* nothing from it matters any more */
 	/* Implicit TLS: the greeting follows the handshake (RFC 8314 section 3). */
-	if (s->policy.tls_mode == SESSION_IMPLICIT && !s->tls_active)
+	if (s->policy.tls_mode == SESSION_IMPLICIT && !s->tls_active && !s->plain_open)
 		return 0;
 
 	size_t used = 0;
@@ -972,6 +979,21 @@ void session_tls_established(struct session *s)
 	s->ehlo_since_tls = false;
 	s->in_transaction = false;
 	s->phase = CLIENT_COMMANDS;
+}
+
+void session_greeting_passed(struct session *s, const uint8_t *p, size_t n)
+{
+	PANIC_UNLESS(s->queue_len == 1 && queue_front(s)->kind == PENDING_GREETING);
+	bool ok = buf_append(&s->out_client, p, n);
+	PANIC_UNLESS(ok); /* the first output; OPENING_REPLY_MAX < SESSION_OUT_CAP */
+	queue_pop(s);
+}
+
+void session_plaintext_open(struct session *s)
+{
+	PANIC_UNLESS(s->policy.tls_mode == SESSION_IMPLICIT && !s->tls_active);
+	s->plain_open = true;
+	s->first_command_sent = true;
 }
 
 void session_client_eof(struct session *s)

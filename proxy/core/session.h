@@ -135,6 +135,8 @@ struct session {
 	bool draining;           /* shutdown asked: 421 once idle */
 	bool ended;              /* the last output is queued; the rest is closing */
 	bool helo_esmtp;         /* the client said EHLO, not HELO */
+	bool plain_open;         /* implicit mode, opened without TLS (session_plaintext_open) */
+	bool first_command_sent; /* the next relayed line reached the backend already */
 	bool trace_due;          /* a Received line goes before the next message byte */
 	bool trace_in_transaction; /* this transaction's BDAT message has its line */
 	bool bdat_message_open;  /* a BDAT without LAST began this transaction's message */
@@ -173,6 +175,16 @@ size_t session_from_backend(struct session *s, const uint8_t *p, size_t n);
 
 /* session_tls_established - the handshake finished (RFC 3207 section 4.2 reset) */
 void session_tls_established(struct session *s);
+
+/* session_greeting_passed - the transparent opening (upstream_opening.h)
+ * has the backend's greeting (P, N bytes of whole CRLF lines) for the
+ * client before TLS: it goes out as the greeting owed */
+void session_greeting_passed(struct session *s, const uint8_t *p, size_t n);
+
+/* session_plaintext_open - implicit mode without TLS: the transparent
+ * opening found no TLS to be had; the client's next command (its EHLO or
+ * HELO) reached the backend already, its reply comes as usual */
+void session_plaintext_open(struct session *s);
 
 /* session_client_eof - the client closed its side */
 void session_client_eof(struct session *s);

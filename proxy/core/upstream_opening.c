@@ -12,6 +12,7 @@
 
 #include "ehlo_filter.h"
 #include "panic.h"
+#include "smtp_command.h"
 #include "smtp_reply.h"
 
 /* What the client hears instead of a greeting (RFC 5321 section 3.8; RFC
@@ -21,12 +22,16 @@ static const char REPLY_NO_STARTTLS[] = "421 4.7.0 Upstream does not offer START
 static const char REPLY_STARTTLS_REFUSED[] = "421 4.7.0 Upstream refused STARTTLS, closing connection\r\n";
 static const char REPLY_DATA_BEFORE_TLS[] = "421 4.7.0 Upstream sent data before TLS, closing connection\r\n";
 static const char REPLY_HANDSHAKE[] = "421 4.7.0 TLS handshake with upstream failed, closing connection\r\n";
+/* RFC 3463: X.4.6 routing loop, X.3.5 system not configured for this */
+static const char REPLY_LOOP[] = "421 4.4.6 Destination is this proxy (mail loop), closing connection\r\n";
+static const char REPLY_NO_DESTINATION[] = "421 4.3.5 No original destination (not redirected), closing connection\r\n";
+static const char REPLY_CLIENT_NO_EHLO[] = "421 4.7.0 EHLO or HELO first, closing connection\r\n";
 static const char REPLY_NOT_TRUSTED[] = "421 4.7.0 Upstream certificate not trusted, closing connection\r\n";
 
 /* fail - the opening ends; the client gets REPLY, the log REASON */
 static void fail(struct upstream_opening *o, const char *reply, const char *reason)
 {
-	if (o->state == OPENING_FAILED || o->state == OPENING_READY)
+	if (o->state == OPENING_FAILED || o->state == OPENING_READY || o->state == OPENING_PLAIN)
 		return;
 	o->state = OPENING_FAILED;
 	o->failure_reply = reply;
@@ -67,9 +72,95 @@ void upstream_opening_init(struct upstream_opening *o, bool implicit, const char
 	PANIC_UNLESS(ok); /* out_storage holds the longest name */
 }
 
+void upstream_opening_init_transparent(struct upstream_opening *o, enum opening_plain_policy policy)
+{
+	memset(o, 0, sizeof *o);
+	o->transparent = true;
+	o->plain_policy = policy;
+	buf_init(&o->out, o->out_storage, sizeof o->out_storage);
+	buf_init(&o->reply, o->reply_storage, sizeof o->reply_storage);
+	o->state = OPENING_GREETING;
+}
+
+/* go_plain - transparent: the session takes over without TLS, for REASON */
+static void go_plain(struct upstream_opening *o, const char *reason)
+{
+	o->state = OPENING_PLAIN;
+	o->plain_reason = reason;
+	if (o->client_helo) {
+		/* A HELO is answered with one line (RFC 5321 section 4.1.1.1):
+		 * the EHLO reply's first, its code made final. */
+		const uint8_t *p = buf_head(&o->reply);
+		const uint8_t *lf = memchr(p, '\n', buf_pending(&o->reply));
+		PANIC_UNLESS(lf && buf_pending(&o->reply) >= 4);
+		size_t first = (size_t)(lf - p) + 1;
+		if (o->reply.data[o->reply.rd + 3] == '-') /* "250\r\n" is final already */
+			o->reply.data[o->reply.rd + 3] = ' ';
+		o->reply.wr = o->reply.rd + first;
+	}
+}
+
+/* transparent_final - the last line of a reply (code CODE), transparent */
+static void transparent_final(struct upstream_opening *o, unsigned code)
+{
+	switch (o->state) {
+	case OPENING_GREETING:
+		if (code != 220)
+			fail(o, REPLY_UNAVAILABLE, "upstream-refused-greeting");
+		else if (o->fallback)
+			o->state = OPENING_EHLO; /* the client had the first one */
+		else {
+			o->state = OPENING_CLIENT_HELLO;
+			o->greeting_ready = true;
+		}
+		return;
+	case OPENING_EHLO:
+		if (code != 250)
+			fail(o, REPLY_UNAVAILABLE, "upstream-refused-ehlo");
+		else if (o->fallback)
+			go_plain(o, "handshake-failed");
+		else if (o->starttls_offered) {
+			o->state = OPENING_STARTTLS;
+			bool ok = buf_append_str(&o->out, "STARTTLS\r\n");
+			PANIC_UNLESS(ok); /* the EHLO went out before its reply came */
+		} else if (o->plain_policy == OPENING_TLS_REQUIRED)
+			fail(o, REPLY_NO_STARTTLS, "upstream-no-starttls");
+		else
+			go_plain(o, "not-offered");
+		return;
+	case OPENING_STARTTLS:
+		if (code == 220)
+			o->state = OPENING_HANDSHAKE;
+		else if (o->plain_policy == OPENING_FALLBACK)
+			go_plain(o, "starttls-refused");
+		else
+			fail(o, REPLY_STARTTLS_REFUSED, "upstream-refused-starttls");
+		return;
+	default:
+		break;
+	}
+	PANIC_UNLESS(!"a reply outside the plaintext states");
+}
+
+/* keep_line - transparent: the greeting's and the EHLO reply's lines are
+ * kept, CRLF-ended, for the client */
+static void keep_line(struct upstream_opening *o, const uint8_t *line, size_t len)
+{
+	if (!o->transparent || (o->state != OPENING_GREETING && o->state != OPENING_EHLO))
+		return;
+	if (!o->reply_in_progress)
+		buf_reset(&o->reply);
+	if (!buf_append(&o->reply, line, len) || !buf_append(&o->reply, "\r\n", 2))
+		fail(o, REPLY_UNAVAILABLE, "upstream-protocol-error");
+}
+
 /* final_reply - the last line of a reply (code CODE) in state O->state */
 static void final_reply(struct upstream_opening *o, unsigned code)
 {
+	if (o->transparent) {
+		transparent_final(o, code);
+		return;
+	}
 	switch (o->state) {
 	case OPENING_GREETING:
 		if (code == 220)
@@ -94,9 +185,7 @@ static void final_reply(struct upstream_opening *o, unsigned code)
 		else
 			fail(o, REPLY_STARTTLS_REFUSED, "upstream-refused-starttls");
 		return;
-	case OPENING_HANDSHAKE:
-	case OPENING_READY:
-	case OPENING_FAILED:
+	default:
 		break;
 	}
 	PANIC_UNLESS(!"a reply outside the plaintext states");
@@ -118,6 +207,9 @@ static void reply_line(struct upstream_opening *o, const uint8_t *line, size_t l
 		fail(o, REPLY_UNAVAILABLE, "upstream-protocol-error");
 		return;
 	}
+	keep_line(o, line, len);
+	if (o->state == OPENING_FAILED)
+		return;
 	/* The EHLO reply's first line is the relay's name, not a keyword. */
 	if (o->state == OPENING_EHLO && o->reply_in_progress &&
 	    ehlo_keyword_is(line + r.text, len - r.text, "STARTTLS"))
@@ -145,7 +237,14 @@ size_t upstream_opening_from_upstream(struct upstream_opening *o, const uint8_t 
 			fail(o, REPLY_DATA_BEFORE_TLS, "upstream-data-before-tls");
 			return n;
 		case OPENING_READY:
+		case OPENING_PLAIN:
 			return used; /* the session's from here on */
+		case OPENING_CLIENT_HELLO:
+			/* The destination speaks out of turn (RFC 5321
+			 * section 4.3.1: the client's EHLO is next). */
+			fail(o, REPLY_UNAVAILABLE, "upstream-protocol-error");
+			return n;
+		case OPENING_RECONNECT: /* the old connection's last words */
 		case OPENING_FAILED:
 			return n;
 		}
@@ -188,12 +287,93 @@ void upstream_opening_tls_done(struct upstream_opening *o, enum opening_tls_resu
 			o->state = OPENING_READY;
 		return;
 	case OPENING_TLS_FAILED:
-		fail(o, REPLY_HANDSHAKE, "upstream-handshake-failed");
-		return;
 	case OPENING_TLS_NOT_TRUSTED:
-		fail(o, REPLY_NOT_TRUSTED, "upstream-not-trusted");
+		if (o->transparent && o->plain_policy == OPENING_FALLBACK && o->state == OPENING_HANDSHAKE) {
+			/* The connection is spent: a new one, in plaintext. */
+			o->state = OPENING_RECONNECT;
+			return;
+		}
+		if (result == OPENING_TLS_FAILED)
+			fail(o, REPLY_HANDSHAKE, "upstream-handshake-failed");
+		else
+			fail(o, REPLY_NOT_TRUSTED, "upstream-not-trusted");
 		return;
 	}
+}
+
+const uint8_t *upstream_opening_client_greeting(struct upstream_opening *o, size_t *len_r)
+{
+	*len_r = 0;
+	if (!o->greeting_ready || o->state == OPENING_FAILED)
+		return NULL;
+	o->greeting_ready = false;
+	*len_r = buf_pending(&o->reply);
+	return buf_head(&o->reply);
+}
+
+bool upstream_opening_from_client(struct upstream_opening *o, const uint8_t *p, size_t n)
+{
+	if (o->state != OPENING_CLIENT_HELLO || o->greeting_ready)
+		return false;
+	size_t limit = n < OPENING_LINE_MAX ? n : OPENING_LINE_MAX;
+	const uint8_t *lf = memchr(p, '\n', limit);
+	if (!lf) {
+		if (n >= OPENING_LINE_MAX)
+			fail(o, REPLY_CLIENT_NO_EHLO, "client-no-ehlo");
+		return false;
+	}
+	size_t len = (size_t)(lf - p);
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	/* The session relays this same line later (upstream_opening.h), so
+	 * it must be a line the session relays: the grammar's EHLO or HELO
+	 * with a name. */
+	struct smtp_command cmd;
+	if (smtp_line_has_control(p, len) || !smtp_command_parse(p, len, &cmd) ||
+	    (cmd.verb != VERB_EHLO && cmd.verb != VERB_HELO) || cmd.args_len == 0) {
+		fail(o, REPLY_CLIENT_NO_EHLO, "client-no-ehlo");
+		return true;
+	}
+	o->client_helo = cmd.verb == VERB_HELO;
+	size_t name_len = 0;
+	while (name_len < cmd.args_len && name_len < sizeof o->client_name - 1 && cmd.args[name_len] != ' ')
+		name_len++;
+	char raw[OPENING_NAME_MAX];
+	memcpy(raw, cmd.args, name_len);
+	raw[name_len] = '\0';
+	copy_name(o->client_name, sizeof o->client_name, raw);
+	bool ok = buf_append_str(&o->out, "EHLO ") && buf_append_str(&o->out, o->client_name) &&
+	          buf_append_str(&o->out, "\r\n");
+	PANIC_UNLESS(ok); /* out_storage holds the longest name */
+	o->state = OPENING_EHLO;
+	return true;
+}
+
+void upstream_opening_reconnected(struct upstream_opening *o)
+{
+	PANIC_UNLESS(o->state == OPENING_RECONNECT);
+	o->fallback = true;
+	o->reply_in_progress = false;
+	buf_reset(&o->out);
+	bool ok = buf_append_str(&o->out, "EHLO ") && buf_append_str(&o->out, o->client_name) &&
+	          buf_append_str(&o->out, "\r\n");
+	PANIC_UNLESS(ok);
+	o->state = OPENING_GREETING;
+}
+
+const uint8_t *upstream_opening_reply(const struct upstream_opening *o, size_t *len_r)
+{
+	PANIC_UNLESS(o->state == OPENING_PLAIN);
+	*len_r = buf_pending(&o->reply);
+	return buf_head(&o->reply);
+}
+
+void upstream_opening_no_destination(struct upstream_opening *o, bool loop)
+{
+	if (loop)
+		fail(o, REPLY_LOOP, "loop");
+	else
+		fail(o, REPLY_NO_DESTINATION, "no-original-destination");
 }
 
 void upstream_opening_unreachable(struct upstream_opening *o)
@@ -204,7 +384,7 @@ void upstream_opening_unreachable(struct upstream_opening *o)
 const char *upstream_opening_greeting(const struct upstream_opening *o)
 {
 	PANIC_UNLESS(o->state == OPENING_READY);
-	return o->implicit ? NULL : o->greeting;
+	return o->implicit || o->transparent ? NULL : o->greeting;
 }
 
 const uint8_t *upstream_opening_output(const struct upstream_opening *o, size_t *len_r)

@@ -342,11 +342,12 @@ def main(argv):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.makedirs(opts.record, exist_ok=True)
     host, _, port = opts.listen.rpartition(":")
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    host = host.strip("[]")  # an IPv6 address in brackets
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, int(port)))
     listener.listen(64)
-    print("listening on %s:%d" % listener.getsockname(), flush=True)
+    print("listening on %s:%d" % listener.getsockname()[:2], flush=True)
     conns, msgs = Counter(), Counter()
     done = threading.Semaphore(0)
     accepted = 0

@@ -275,10 +275,31 @@ static void test_outbound(void)
 	            "direction = outbound\n"),
 	      err);
 
+#define WORLD "[world]\nlisten = 127.0.0.1:10025\ndirection = outbound\nbackend = original-destination\n"
+	CHECK(parse(WORLD), err);
+	CHECK(l->backend.original_destination && l->upstream_tls == CONFIG_TLS_OPPORTUNISTIC && !l->verify &&
+	      !l->fallback_plaintext, "original-destination: opportunistic, unauthenticated, no fallback");
+	CHECK(parse(WORLD "fallback_plaintext = yes\n") && l->fallback_plaintext, "fallback_plaintext");
+	CHECK(parse(WORLD "upstream_tls = starttls\nverify = no\n") && l->upstream_tls == CONFIG_TLS_STARTTLS, err);
+
 	static const struct {
 		const char *text;
 		const char *error;
 	} invalid_outbound[] = {
+		{ WORLD "upstream_tls = implicit\n",
+		  "t.conf:5: upstream_tls = implicit does not fit backend = original-destination (port 25 speaks "
+		  "STARTTLS); use opportunistic or starttls" },
+		{ WORLD "verify = yes\n",
+		  "t.conf:5: verify = yes needs a name to check; backend = original-destination has only an address" },
+		{ WORLD "ca = /ca.pem\n", "t.conf:5: ca has no use with backend = original-destination (no name to check)" },
+		{ WORLD "upstream_name = a.example\n", "t.conf:5: upstream_name has no use with backend = original-destination" },
+		{ WORLD "upstream_tls = starttls\nfallback_plaintext = yes\n",
+		  "t.conf:6: fallback_plaintext needs upstream_tls = opportunistic" },
+		{ OUTBOUND "upstream_tls = opportunistic\n",
+		  "t.conf:5: upstream_tls = opportunistic needs backend = original-destination" },
+		{ OUTBOUND "fallback_plaintext = no\n", "t.conf:5: fallback_plaintext needs backend = original-destination" },
+		{ "[mx]\nlisten = 127.0.0.1:25\nbackend = original-destination\ncert = /c.pem /k.pem\n",
+		  "t.conf:3: backend = original-destination needs direction = outbound" },
 		{ OUTBOUND "cert = /c.pem\n", "t.conf:5: cert is for inbound listeners, and 'relay' has direction = outbound" },
 		{ "[relay]\ntls = implicit\nlisten = 127.0.0.1:2525\nbackend = a:1\ndirection = outbound\n",
 		  "t.conf:2: tls is for inbound listeners, and 'relay' has direction = outbound" },
@@ -297,7 +318,7 @@ static void test_outbound(void)
 		  "t.conf:4: an outbound listener's backend is its upstream relay: HOST:PORT" },
 		{ OUTBOUND "ca = /ca.pem\nverify = no\n", "t.conf:5: ca has no use with verify = no" },
 		{ OUTBOUND "direction = inbound\n", "t.conf:5: direction given twice" },
-		{ OUTBOUND "upstream_tls = tls\n", "t.conf:5: upstream_tls must be starttls or implicit, not 'tls'" },
+		{ OUTBOUND "upstream_tls = tls\n", "t.conf:5: upstream_tls must be starttls, implicit or opportunistic, not 'tls'" },
 		{ OUTBOUND "upstream_name = a b\n",
 		  "t.conf:5: upstream_name must be a host name or an IP address, not 'a b'" },
 		{ OUTBOUND "upstream_cert = /a /b /c\n", "t.conf:5: cert takes CHAIN.pem and an optional KEY.pem" },
@@ -324,6 +345,21 @@ static void test_outbound(void)
 	CHECK_BYTES(warnings, strlen(warnings), want, strlen(want), "outbound warnings");
 	warnings[0] = '\0';
 	CHECK(parse(OUTBOUND), err);
+	config_warnings(&cfg, "t.conf", collect, NULL);
+	CHECK(warnings[0] == '\0', warnings);
+
+	/* original-destination: no verify warning (there is no name), but
+	 * one without user (the redirect could not skip the proxy). */
+	warnings[0] = '\0';
+	CHECK(parse(WORLD), err);
+	config_warnings(&cfg, "t.conf", collect, NULL);
+	static const char want_user[] =
+		"t.conf:4: warning: listener 'world': backend = original-destination without user: "
+		"packaging/outbound-redirect tells the proxy's own connections by the user its workers run as, "
+		"so without one they come back to it in a loop\n";
+	CHECK_BYTES(warnings, strlen(warnings), want_user, strlen(want_user), "original-destination warnings");
+	warnings[0] = '\0';
+	CHECK(parse("user = _starttlsd\n" WORLD), err);
 	config_warnings(&cfg, "t.conf", collect, NULL);
 	CHECK(warnings[0] == '\0', warnings);
 }

@@ -42,6 +42,11 @@ static void test_label_tables(void)
 	CHECK(metrics_end_reason_index("quit") == 0, NULL);
 	CHECK(metrics_end_reason_index("smuggling-refused") < METRICS_END_REASONS - 1, NULL);
 	CHECK(metrics_end_reason_index("backend-unreachable") < METRICS_END_REASONS - 1, NULL);
+	/* backend = original-destination's own ends, and the opening's */
+	static const char *const transparent_ends[] = { "loop", "no-original-destination", "client-no-ehlo",
+		                                        "upstream-data-before-tls", "upstream-handshake-failed" };
+	for (size_t i = 0; i < sizeof transparent_ends / sizeof transparent_ends[0]; i++)
+		CHECK(metrics_end_reason_index(transparent_ends[i]) < METRICS_END_REASONS - 1, transparent_ends[i]);
 	CHECK(metrics_end_reason_index("no such reason") == METRICS_END_REASONS - 1, "unknown: other");
 }
 

@@ -240,8 +240,178 @@ static void test_outbound_session(void)
 	}
 }
 
+/* ---- transparent mode (backend = original-destination) ---- */
+
+#define GREETING "220 dest.example ESMTP\r\n"
+#define REPLY_TLS "250-dest.example\r\n250-PIPELINING\r\n250 STARTTLS\r\n"
+#define REPLY_PLAIN "250-dest.example\r\n250 PIPELINING\r\n"
+
+struct transparent_case {
+	const char *name;
+	enum opening_plain_policy policy;
+	const char *client_line;
+	const char *segments[6]; /* the destination's, in turn; NULL ends */
+	enum opening_tls_result tls;
+	const char *want_sent;
+	enum opening_state want_state;
+	const char *want_reply;  /* the plain reply for the session, or the failure's 421 */
+	const char *want_reason; /* plain_reason or failure_reason; NULL when ready */
+};
+
+static const struct transparent_case transparent_cases[] = {
+	{ "offered: STARTTLS with the client's name, then TLS", OPENING_OPPORTUNISTIC, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_TLS, "220 go\r\n" }, OPENING_TLS_VERIFIED, "EHLO legacy.test\r\nSTARTTLS\r\n",
+	  OPENING_READY, NULL, NULL },
+	{ "not offered: plaintext, the reply kept", OPENING_OPPORTUNISTIC, "ehlo legacy.test\r\n",
+	  { GREETING, REPLY_PLAIN }, OPENING_TLS_VERIFIED, "EHLO legacy.test\r\n", OPENING_PLAIN, REPLY_PLAIN,
+	  "not-offered" },
+	{ "HELO is sent as EHLO; its reply is one line", OPENING_OPPORTUNISTIC, "HELO old.test\r\n",
+	  { GREETING, REPLY_PLAIN }, OPENING_TLS_VERIFIED, "EHLO old.test\r\n", OPENING_PLAIN,
+	  "250 dest.example\r\n", "not-offered" },
+	{ "HELO gets TLS when offered", OPENING_OPPORTUNISTIC, "HELO old.test\r\n",
+	  { GREETING, REPLY_TLS, "220 go\r\n" }, OPENING_TLS_VERIFIED, "EHLO old.test\r\nSTARTTLS\r\n",
+	  OPENING_READY, NULL, NULL },
+	{ "upstream_tls = starttls: not offered is 421", OPENING_TLS_REQUIRED, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_PLAIN }, OPENING_TLS_VERIFIED, "EHLO legacy.test\r\n", OPENING_FAILED,
+	  "421 4.7.0 Upstream does not offer STARTTLS, closing connection\r\n", "upstream-no-starttls" },
+	{ "STARTTLS refused: 421 without fallback", OPENING_OPPORTUNISTIC, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_TLS, "454 4.7.0 not now\r\n" }, OPENING_TLS_VERIFIED,
+	  "EHLO legacy.test\r\nSTARTTLS\r\n", OPENING_FAILED,
+	  "421 4.7.0 Upstream refused STARTTLS, closing connection\r\n", "upstream-refused-starttls" },
+	{ "STARTTLS refused: plaintext with fallback", OPENING_FALLBACK, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_TLS, "454 4.7.0 not now\r\n" }, OPENING_TLS_VERIFIED,
+	  "EHLO legacy.test\r\nSTARTTLS\r\n", OPENING_PLAIN, REPLY_TLS, "starttls-refused" },
+	{ "handshake failed: 421 without fallback", OPENING_OPPORTUNISTIC, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_TLS, "220 go\r\n" }, OPENING_TLS_FAILED, "EHLO legacy.test\r\nSTARTTLS\r\n",
+	  OPENING_FAILED, "421 4.7.0 TLS handshake with upstream failed, closing connection\r\n",
+	  "upstream-handshake-failed" },
+	{ "handshake failed: a new connection, no STARTTLS asked", OPENING_FALLBACK, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_TLS, "220 go\r\n", "220 again\r\n", REPLY_TLS }, OPENING_TLS_FAILED,
+	  "EHLO legacy.test\r\nSTARTTLS\r\nEHLO legacy.test\r\n", OPENING_PLAIN, REPLY_TLS, "handshake-failed" },
+	{ "a reply injected behind STARTTLS's 220", OPENING_FALLBACK, "EHLO legacy.test\r\n",
+	  { GREETING, REPLY_TLS, "220 go\r\n250 injected\r\n" }, OPENING_TLS_VERIFIED,
+	  "EHLO legacy.test\r\nSTARTTLS\r\n", OPENING_FAILED,
+	  "421 4.7.0 Upstream sent data before TLS, closing connection\r\n", "upstream-data-before-tls" },
+	{ "the client's first line is not EHLO", OPENING_OPPORTUNISTIC, "MAIL FROM:<a@b>\r\n", { GREETING },
+	  OPENING_TLS_VERIFIED, "", OPENING_FAILED, "421 4.7.0 EHLO or HELO first, closing connection\r\n",
+	  "client-no-ehlo" },
+	{ "EHLO without a name", OPENING_OPPORTUNISTIC, "EHLO\r\n", { GREETING }, OPENING_TLS_VERIFIED, "",
+	  OPENING_FAILED, "421 4.7.0 EHLO or HELO first, closing connection\r\n", "client-no-ehlo" },
+	{ "the destination talks before the client's EHLO", OPENING_OPPORTUNISTIC, "EHLO legacy.test\r\n",
+	  { GREETING "250 early\r\n" }, OPENING_TLS_VERIFIED, "", OPENING_FAILED,
+	  "421 4.4.2 Upstream not available, closing connection\r\n", "upstream-protocol-error" },
+	{ "greeting 554", OPENING_OPPORTUNISTIC, "EHLO legacy.test\r\n", { "554 no\r\n" }, OPENING_TLS_VERIFIED,
+	  "", OPENING_FAILED, "421 4.4.2 Upstream not available, closing connection\r\n",
+	  "upstream-refused-greeting" },
+};
+
+static void run_transparent(const struct transparent_case *c, bool trickle, char *sent_r, size_t cap,
+                            struct upstream_opening *o, bool *greeted_r)
+{
+	static uint8_t in[8192];
+	size_t in_len = 0, sent_len = 0, seg = 0;
+	*greeted_r = false;
+	upstream_opening_init_transparent(o, c->policy);
+	for (int round = 0; round < 16; round++) {
+		size_t n;
+		const uint8_t *g = upstream_opening_client_greeting(o, &n);
+		if (g) {
+			CHECK_BYTES(g, n, GREETING, strlen(GREETING), c->name);
+			*greeted_r = true;
+		}
+		upstream_opening_from_client(o, (const uint8_t *)c->client_line, strlen(c->client_line));
+		const uint8_t *out = upstream_opening_output(o, &n);
+		CHECK(sent_len + n < cap, c->name);
+		memcpy(sent_r + sent_len, out, n);
+		sent_len += n;
+		upstream_opening_sent(o, n);
+		if (upstream_opening_wants_tls(o))
+			upstream_opening_tls_done(o, c->tls);
+		if (o->state == OPENING_RECONNECT) {
+			in_len = 0;
+			upstream_opening_reconnected(o);
+			continue;
+		}
+		if (o->state == OPENING_FAILED || o->state == OPENING_PLAIN || o->state == OPENING_READY ||
+		    seg >= 6 || !c->segments[seg])
+			break;
+		const char *s = c->segments[seg++];
+		size_t len = strlen(s), step = trickle ? 1 : len;
+		for (size_t off = 0; off < len; off += step) {
+			memcpy(in + in_len, s + off, step);
+			in_len += step;
+			size_t used = upstream_opening_from_upstream(o, in, in_len);
+			memmove(in, in + used, in_len - used);
+			in_len -= used;
+		}
+	}
+	sent_r[sent_len] = '\0';
+}
+
+static void test_transparent_openings(void)
+{
+	static struct upstream_opening o;
+	char sent[1024];
+	for (size_t i = 0; i < sizeof transparent_cases / sizeof transparent_cases[0]; i++) {
+		for (int trickle = 0; trickle < 2; trickle++) {
+			const struct transparent_case *c = &transparent_cases[i];
+			bool greeted;
+			run_transparent(c, trickle, sent, sizeof sent, &o, &greeted);
+			CHECK_BYTES(sent, strlen(sent), c->want_sent, strlen(c->want_sent), c->name);
+			CHECK(o.state == c->want_state, c->name);
+			if (c->want_state == OPENING_FAILED) {
+				CHECK_BYTES(o.failure_reply, strlen(o.failure_reply), c->want_reply,
+				            strlen(c->want_reply), c->name);
+				CHECK(strcmp(o.failure_reason, c->want_reason) == 0, c->name);
+			} else if (c->want_state == OPENING_PLAIN) {
+				size_t n;
+				const uint8_t *r = upstream_opening_reply(&o, &n);
+				CHECK_BYTES(r, n, c->want_reply, strlen(c->want_reply), c->name);
+				CHECK(strcmp(o.plain_reason, c->want_reason) == 0, c->name);
+				CHECK(greeted, c->name);
+			} else {
+				CHECK(greeted && !upstream_opening_greeting(&o), c->name);
+			}
+		}
+	}
+	upstream_opening_init_transparent(&o, OPENING_OPPORTUNISTIC);
+	upstream_opening_no_destination(&o, true);
+	CHECK(o.state == OPENING_FAILED && strcmp(o.failure_reason, "loop") == 0, "loop");
+	upstream_opening_init_transparent(&o, OPENING_OPPORTUNISTIC);
+	upstream_opening_no_destination(&o, false);
+	CHECK(strcmp(o.failure_reason, "no-original-destination") == 0 && strncmp(o.failure_reply, "421 ", 4) == 0,
+	      "not redirected");
+}
+
+/* test_transparent_session - the session after a transparent opening: the
+ * greeting passed on, in plaintext the client's EHLO taken as sent */
+static void test_transparent_session(void)
+{
+	static struct driver d;
+	static char client[65536], backend[65536];
+	char actions[256];
+	size_t cl, bl;
+	struct session_policy policy = { .tls_mode = SESSION_IMPLICIT, .auth_before_tls = true };
+	for (int trickle = 0; trickle < 2; trickle++) {
+		driver_init(&d, &policy);
+		session_greeting_passed(&d.s, (const uint8_t *)GREETING, strlen(GREETING));
+		session_plaintext_open(&d.s);
+		driver_client(&d, "EHLO legacy.test\r\n", 18, trickle);
+		driver_backend(&d, REPLY_TLS, strlen(REPLY_TLS), trickle);
+		driver_take(&d, client, &cl, backend, &bl, actions, sizeof actions);
+		static const char want[] = GREETING "250-dest.example\r\n250 PIPELINING\r\n";
+		CHECK_BYTES(client, cl, want, sizeof want - 1, "greeting, then the EHLO reply without STARTTLS");
+		CHECK(bl == 0, "the EHLO is not sent twice");
+		driver_client(&d, "MAIL FROM:<a@b>\r\n", 17, trickle);
+		driver_take(&d, client, &cl, backend, &bl, actions, sizeof actions);
+		CHECK_BYTES(backend, bl, "MAIL FROM:<a@b>\r\n", 17, "then relayed as usual");
+	}
+}
+
 void run_upstream_opening_tests(void)
 {
+	test_transparent_openings();
+	test_transparent_session();
 	test_openings();
 	test_opening_edges();
 	test_outbound_session();
