@@ -2,6 +2,7 @@
 #
 #   make bench                   the full run (about 5 minutes; see tests/bench/README.md)
 #   make bench BENCH_ARGS=--quick    a small run
+#   make bench BENCH_ARGS=--outbound only outbound (smarthost) sessions, starttlsd vs stunnel's client mode
 #
 # tests/bench/run installs the peers it lacks and builds through bench-build.
 
