@@ -8,7 +8,7 @@ import pytest
 
 from suite import *  # noqa: F401,F403
 from integration_conftest import stuff
-from suite import DOMAIN, Backend, Far, assert_stored, marker, message, session
+from suite import DOMAIN, Backend, Far, assert_stored, marker, message
 
 BACKEND = Backend(
     image="courier",
@@ -21,28 +21,9 @@ BACKEND = Backend(
     chunking="Courier 1.0.16 does not offer CHUNKING: its EHLO reply has no such line, and its "
              "documentation lists the ESMTP extensions it implements as AUTH, PIPELINING, DSN, "
              "SIZE and 8BITMIME (courier-doc, index.html)",
+    after_dot="Courier neither answers nor executes a command in the same write as the final dot "
+              "(test_after_dot_same_write)",
 )
-
-
-def test_pipelining(proxy, backend):
-    """Courier's variant of the suite's test: the recipients and DATA are
-    pipelined as there (one refused, replies in order, RFC 2920 section
-    3.2), but the client waits for the reply to the final dot before its
-    next command, since Courier ignores what arrives in the same write as
-    the dot (test_after_dot_same_write)."""
-    c, _, _, after = session(proxy)
-    assert "PIPELINING" in after.text, after
-    mark = marker("pipe")
-    body = message(mark, b"to two of three\r\n")
-    c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<rcpt@{0}>\r\nRCPT TO:<nosuchuser@{0}>\r\n"
-           "RCPT TO:<rcpt2@{0}>\r\nDATA\r\n".format(DOMAIN))
-    codes = [r.code for r in c.replies(5)]
-    assert codes[:2] == [250, 250] and 500 <= codes[2] < 600 and codes[3:] == [250, 354], codes
-    c.send(stuff(body) + b".\r\n")
-    assert c.reply().code == 250
-    assert c.cmd("QUIT").code == 221
-    assert_stored(backend.stored(mark), body)
-    assert_stored(backend.stored(mark, "rcpt2"), body)
 
 
 @pytest.mark.parametrize("command", ["QUIT", "MAIL"])
