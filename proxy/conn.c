@@ -140,6 +140,10 @@ static void conn_free(struct conn *c)
 		const char *plain_reason =
 		        c->opening && c->opening->state == OPENING_PLAIN ? c->opening->plain_reason : NULL;
 		count_session_end(c, end);
+		if (c->upstream_verified || plain_reason)
+			metrics_add(&metrics_mine->counters.upstream_sessions[c->listener->metrics_index]
+			                                                      [metrics_upstream_hop(c->upstream_verified)],
+			            1);
 		log_info("session listener=%s client=%s upstream=%s tls=%s%s%s verified=%s bytes_in=%llu "
 		         "bytes_out=%llu messages=%llu end=%s",
 		         c->listener->cfg->name, c->peer,

@@ -17,6 +17,8 @@ static const char *const refusals[METRICS_REFUSALS] = {
 };
 static const char *const directions[METRICS_DIRECTIONS] = { "to_backend", "to_client" };
 static const char *const reload_results[METRICS_RELOAD_RESULTS] = { "ok", "failed" };
+/* the label of enum metrics_upstream_hop; the first three as verified= logs them */
+static const char *const upstream_hops[METRICS_UPSTREAM_HOPS] = { "ca", "dane", "none", "plaintext" };
 /* gnutls_protocol_get_name(); the last entry is every other */
 static const char *const tls_versions[METRICS_TLS_VERSIONS] = { "TLS1.0", "TLS1.1", "TLS1.2", "TLS1.3", "other" };
 /* gnutls_cipher_get_name() of the AEAD and CBC ciphers */
@@ -82,6 +84,17 @@ void metrics_tls_index(const char *desc, size_t *version_r, size_t *cipher_r)
 size_t metrics_end_reason_index(const char *reason)
 {
 	return table_index(end_reasons, METRICS_END_REASONS, reason, strlen(reason));
+}
+
+enum metrics_upstream_hop metrics_upstream_hop(const char *verified)
+{
+	if (!verified)
+		return METRICS_UPSTREAM_PLAINTEXT;
+	/* An unknown value would be a bug: count it as unverified, never as verified. */
+	for (size_t i = 0; i < METRICS_UPSTREAM_PLAINTEXT; i++)
+		if (strcmp(upstream_hops[i], verified) == 0)
+			return (enum metrics_upstream_hop)i;
+	return METRICS_UPSTREAM_UNVERIFIED;
 }
 
 void metrics_fold(struct metrics_counters *total, const struct metrics_counters *from)
@@ -208,6 +221,17 @@ static void render_listeners(struct text *t, const struct metrics_view *v)
 		for (size_t r = 0; v->listener_names[i][0] && r < METRICS_REFUSED_REASONS; r++)
 			counter(t, "starttlsd_connections_refused_total", "listener", v->listener_names[i], "reason",
 			        refused_reasons[r], s->counters.refused[i][r]);
+	family(t, "starttlsd_upstream_sessions_total", "counter",
+	       "Outbound sessions that reached their upstream, by how the hop was protected.");
+	for (size_t i = 0; i < METRICS_MAX_LISTENERS; i++) {
+		uint64_t any = 0;
+		for (size_t h = 0; h < METRICS_UPSTREAM_HOPS; h++)
+			any |= s->counters.upstream_sessions[i][h];
+		/* inbound listeners never have one: no rows of zeros for them */
+		for (size_t h = 0; any && h < METRICS_UPSTREAM_HOPS; h++)
+			counter(t, "starttlsd_upstream_sessions_total", "listener", v->listener_names[i], "verified",
+			        upstream_hops[h], s->counters.upstream_sessions[i][h]);
+	}
 }
 
 static void render_tls(struct text *t, const struct metrics_view *v)

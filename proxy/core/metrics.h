@@ -51,6 +51,16 @@ enum metrics_refusal {
 
 enum metrics_direction { METRICS_TO_BACKEND, METRICS_TO_CLIENT, METRICS_DIRECTIONS };
 
+/* How an outbound session's upstream hop went: its log line's verified=
+ * (ca, dane, none) when it got TLS, plaintext when it did not (tls=none) */
+enum metrics_upstream_hop {
+	METRICS_UPSTREAM_CA,
+	METRICS_UPSTREAM_DANE,
+	METRICS_UPSTREAM_UNVERIFIED,
+	METRICS_UPSTREAM_PLAINTEXT,
+	METRICS_UPSTREAM_HOPS
+};
+
 enum metrics_reload_result { METRICS_RELOAD_OK, METRICS_RELOAD_FAILED, METRICS_RELOAD_RESULTS };
 
 #define METRICS_TLS_VERSIONS 5  /* TLS1.0 to TLS1.3, other */
@@ -62,6 +72,7 @@ enum metrics_reload_result { METRICS_RELOAD_OK, METRICS_RELOAD_FAILED, METRICS_R
 struct metrics_counters {
 	uint64_t accepted[METRICS_MAX_LISTENERS];
 	uint64_t refused[METRICS_MAX_LISTENERS][METRICS_REFUSED_REASONS];
+	uint64_t upstream_sessions[METRICS_MAX_LISTENERS][METRICS_UPSTREAM_HOPS];
 	uint64_t starttls;
 	uint64_t handshakes[METRICS_HANDSHAKE_RESULTS];
 	uint64_t established[METRICS_TLS_VERSIONS][METRICS_CIPHERS];
@@ -113,6 +124,10 @@ void metrics_tls_index(const char *desc, size_t *version_r, size_t *cipher_r);
 
 /* metrics_end_reason_index - the end= value REASON, or "other" */
 size_t metrics_end_reason_index(const char *reason);
+
+/* metrics_upstream_hop - the row of an outbound session's verified= value
+ * ("ca", "dane", "none"); NULL for a session that stayed in plaintext */
+enum metrics_upstream_hop metrics_upstream_hop(const char *verified);
 
 /* metrics_fold - TOTAL += every counter of FROM */
 void metrics_fold(struct metrics_counters *total, const struct metrics_counters *from);

@@ -430,19 +430,28 @@ def test_upstream_cert_is_presented(start_proxy, start_sink, outbound, pki):
     assert relay.log.wait_for(r"client certificate subject=\"CN=legacy\.test\""), relay.log.text()
 
 
-def test_outbound_failures_are_counted(start_sink, start_proxy):
-    """starttlsd_sessions_ended_total counts an outbound failure by its reason."""
+def test_outbound_sessions_are_counted(start_sink, start_proxy, relay, pki):
+    """starttlsd_sessions_ended_total counts an outbound failure by its
+    reason, and starttlsd_upstream_sessions_total a session that reached its
+    relay by how it was protected: verified against the CA here."""
     import urllib.request
     sink = start_sink("--caps", "PIPELINING")
     metrics_port = free_port()
-    proxy = start_proxy({"out": {"direction": "outbound", "backend": sink.addr, "verify": "no"}},
+    proxy = start_proxy({"out": {"direction": "outbound", "backend": sink.addr, "verify": "no"},
+                         "verified": dict({"direction": "outbound", "backend": relay_addr(relay)},
+                                          **verified_keys(pki))},
                         global_lines=("log_level = debug", "metrics = 127.0.0.1:%d" % metrics_port))
     r, _ = greeting_of(proxy.port("out"))
     assert r.code == 421
+    send_smtplib(proxy.port("verified"))
+    relay["sink"].wait_done(1)
 
-    def count():
+    def counted(name, value):
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics_port, timeout=TIMEOUT).read()
-        m = re.search(rb'starttlsd_sessions_ended_total\{reason="upstream-no-starttls"\} (\d+)', text)
-        return m and int(m.group(1)) == 1
+        m = re.search(rb"^" + re.escape(name.encode()) + rb" (\d+)$", text, re.M)
+        return m and int(m.group(1)) == value
 
-    assert wait_until(count)
+    assert wait_until(lambda: counted('starttlsd_sessions_ended_total{reason="upstream-no-starttls"}', 1))
+    assert wait_until(lambda: counted('starttlsd_upstream_sessions_total{listener="verified",verified="ca"}', 1))
+    assert counted('starttlsd_upstream_sessions_total{listener="verified",verified="none"}', 0)
+    assert counted('starttlsd_upstream_sessions_total{listener="verified",verified="plaintext"}', 0)

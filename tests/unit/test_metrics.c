@@ -48,6 +48,12 @@ static void test_label_tables(void)
 	for (size_t i = 0; i < sizeof transparent_ends / sizeof transparent_ends[0]; i++)
 		CHECK(metrics_end_reason_index(transparent_ends[i]) < METRICS_END_REASONS - 1, transparent_ends[i]);
 	CHECK(metrics_end_reason_index("no such reason") == METRICS_END_REASONS - 1, "unknown: other");
+
+	CHECK(metrics_upstream_hop("ca") == METRICS_UPSTREAM_CA, NULL);
+	CHECK(metrics_upstream_hop("dane") == METRICS_UPSTREAM_DANE, NULL);
+	CHECK(metrics_upstream_hop("none") == METRICS_UPSTREAM_UNVERIFIED, NULL);
+	CHECK(metrics_upstream_hop(NULL) == METRICS_UPSTREAM_PLAINTEXT, "no TLS at all");
+	CHECK(metrics_upstream_hop("cax") == METRICS_UPSTREAM_UNVERIFIED, "unknown: never counted as verified");
 }
 
 static struct metrics_slot slots[3], sum;
@@ -98,6 +104,8 @@ static void test_render(void)
 	sum.counters.established[3][1] = 5;
 	sum.counters.refusals[METRICS_REFUSAL_AUTH_NEEDS_TLS] = 4;
 	sum.counters.ended[metrics_end_reason_index("quit")] = 6;
+	metrics_listener_index(names, "out");
+	sum.counters.upstream_sessions[2][METRICS_UPSTREAM_PLAINTEXT] = 3;
 	struct metrics_cert certs[] = {
 		{ "mx", "/etc/mx.pem", 1900000000, 1699999000 },
 		{ "mx", "/etc/rsa.pem", 1800000000, -1 },
@@ -118,6 +126,8 @@ static void test_render(void)
 		"\nstarttlsd_sessions_ended_total{reason=\"quit\"} 6\n",
 		"\nstarttlsd_sessions_ended_total{reason=\"other\"} 0\n",
 		"\nstarttlsd_reloads_total{result=\"failed\"} 0\n",
+		"\nstarttlsd_upstream_sessions_total{listener=\"out\",verified=\"plaintext\"} 3\n",
+		"\nstarttlsd_upstream_sessions_total{listener=\"out\",verified=\"ca\"} 0\n",
 		"\nstarttlsd_certificate_expiry_seconds{listener=\"mx\",cert=\"/etc/rsa.pem\"} 1800000000\n",
 		"\nstarttlsd_ocsp_response_age_seconds{listener=\"mx\",cert=\"/etc/mx.pem\"} 1000\n",
 		"\n# TYPE starttlsd_connections_open gauge\n",
@@ -129,6 +139,8 @@ static void test_render(void)
 	              !strstr(out, "starttlsd_ocsp_response_age_seconds{listener=\"mx\",cert=\"/etc/rsa.pem\"}"),
 	      "no OCSP age without a stapled response");
 	CHECK(!strstr(out, "cipher=\"AES-128-GCM\""), "version and cipher pairs not seen are left out");
+	CHECK(!strstr(out, "starttlsd_upstream_sessions_total{listener=\"mx\""),
+	      "no upstream rows for a listener that never had an outbound session");
 	CHECK(out[len - 1] == '\n', "the last line ends");
 
 	CHECK(metrics_render(&view, out, len) == 0, "one byte short: refused, not cut");
