@@ -21,6 +21,10 @@ struct tls_upstream {
 	char name[CONFIG_HOST_MAX];
 	bool name_is_address; /* no SNI for an IP address (RFC 6066 section 3) */
 	bool verify;
+	/* upstream_resumption: the relay's last ticket, in this worker's
+	 * memory (each worker keeps its own after the fork) */
+	bool resume;
+	gnutls_datum_t ticket;
 };
 
 /* fail_at - "FILE:LINE: message" into ERR; NULL for the caller to return */
@@ -53,6 +57,7 @@ struct tls_upstream *tls_upstream_load(const struct config_listener *l, const ch
 	snprintf(u->name, sizeof u->name, "%s", l->upstream_name[0] ? l->upstream_name : l->backend.host);
 	u->name_is_address = is_address(u->name);
 	u->verify = l->verify;
+	u->resume = l->upstream_resumption;
 
 	if (l->verify && l->ca[0]) {
 		int r = gnutls_certificate_set_x509_trust_file(u->creds, l->ca, GNUTLS_X509_FMT_PEM);
@@ -92,6 +97,7 @@ void tls_upstream_free(struct tls_upstream *u)
 		gnutls_priority_deinit(u->priority);
 	if (u->creds)
 		gnutls_certificate_free_credentials(u->creds);
+	gnutls_free(u->ticket.data);
 	free(u);
 }
 
@@ -100,7 +106,31 @@ const char *tls_upstream_name(const struct tls_upstream *u)
 	return u->name;
 }
 
-bool tls_upstream_session(const struct tls_upstream *u, gnutls_session_t *session_r)
+/* keep_resumption_data - what resumes SESSION replaces the last. Only a
+ * session whose handshake passed the certificate check has any: a TLS 1.2
+ * relay's ticket and a TLS 1.3 relay's NewSessionTicket both come after
+ * the check (the first before its Finished, the second after the
+ * handshake), so a resumed session inherits that verification. */
+static void keep_resumption_data(struct tls_upstream *u, gnutls_session_t session)
+{
+	gnutls_datum_t data;
+	if (gnutls_session_get_data2(session, &data) < 0)
+		return; /* nothing new to resume with; the session goes on */
+	gnutls_free(u->ticket.data);
+	u->ticket = data;
+}
+
+/* on_tls13_ticket - a TLS 1.3 relay sends its tickets after the handshake */
+static int on_tls13_ticket(gnutls_session_t session, unsigned htype, unsigned when, unsigned incoming,
+                           const gnutls_datum_t *msg)
+{
+	(void)htype, (void)when, (void)incoming, (void)msg;
+	if (gnutls_protocol_get_version(session) == GNUTLS_TLS1_3)
+		keep_resumption_data(gnutls_session_get_ptr(session), session);
+	return 0;
+}
+
+bool tls_upstream_session(struct tls_upstream *u, gnutls_session_t *session_r)
 {
 	gnutls_session_t s;
 	if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
@@ -114,12 +144,30 @@ bool tls_upstream_session(const struct tls_upstream *u, gnutls_session_t *sessio
 	 * the certificate's IP addresses. */
 	if (ok && u->verify)
 		gnutls_session_set_verify_cert(s, u->name, 0);
+	/* RFC 8446 section 2.2: a ticket resumes without the certificate
+	 * exchange, the costliest part of an outbound handshake (the chain
+	 * check). A ticket the relay no longer takes costs nothing: it falls
+	 * back to a full handshake, verified as always. */
+	if (ok && u->resume) {
+		gnutls_session_set_ptr(s, u);
+		gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET, GNUTLS_HOOK_POST,
+		                                   on_tls13_ticket);
+		if (u->ticket.size)
+			ok = gnutls_session_set_data(s, u->ticket.data, u->ticket.size) >= 0;
+	}
 	if (!ok) {
 		gnutls_deinit(s);
 		return false;
 	}
 	*session_r = s;
 	return true;
+}
+
+void tls_upstream_established(struct tls_upstream *u, gnutls_session_t session)
+{
+	/* TLS 1.2 resumption data are whole only once the handshake is */
+	if (u->resume && gnutls_protocol_get_version(session) != GNUTLS_TLS1_3)
+		keep_resumption_data(u, session);
 }
 
 /* verify_status - the check's result in the handshake: 0 passed, (unsigned)-1

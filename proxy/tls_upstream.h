@@ -34,9 +34,15 @@ void tls_upstream_free(struct tls_upstream *u);
 /* tls_upstream_name - the name verified and sent as SNI */
 const char *tls_upstream_name(const struct tls_upstream *u);
 
-/* tls_upstream_session - a new client session, not yet started; false
- * when GnuTLS could not make one (out of memory) */
-bool tls_upstream_session(const struct tls_upstream *u, gnutls_session_t *session_r);
+/* tls_upstream_session - a new client session, not yet started, offering
+ * the relay's last ticket when upstream_resumption is on (and keeping the
+ * tickets it sends); false when GnuTLS could not make one (out of memory) */
+bool tls_upstream_session(struct tls_upstream *u, gnutls_session_t *session_r);
+
+/* tls_upstream_established - a handshake of U's passed: keep what resumes
+ * it (TLS 1.2; a TLS 1.3 relay's tickets come later and are kept as they
+ * come) */
+void tls_upstream_established(struct tls_upstream *u, gnutls_session_t session);
 
 /* tls_upstream_result - what a handshake that ended (OK or not) means for
  * the opening: verified, failed, or a certificate that did not pass the

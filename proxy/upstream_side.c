@@ -149,6 +149,7 @@ static bool handshake_step(struct conn *c)
 		opening_failed(c);
 		return true;
 	}
+	tls_upstream_established(c->listener->upstream, session);
 	tls_upstream_describe(session, c->tls_desc, sizeof c->tls_desc);
 	c->upstream_verified = tls_upstream_verified(c->listener->upstream);
 	log_debug("client %s: upstream %s: TLS established: %s verified=%s", c->peer, relay_name(c), c->tls_desc,

@@ -576,6 +576,14 @@ static bool key_fallback_plaintext(struct parse_ctx *ctx, struct config *cfg, st
 	return parse_bool(ctx, v, &l->fallback_plaintext);
 }
 
+static bool key_upstream_resumption(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                    const char *v)
+{
+	(void)cfg;
+	l->upstream_resumption_line = ctx->line;
+	return parse_bool(ctx, v, &l->upstream_resumption);
+}
+
 static bool key_upstream_cert(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
                               const char *v)
 {
@@ -631,6 +639,7 @@ static const struct key_def {
 	{ "verify", SCOPE_LISTENER, key_verify, false, USE_OUTBOUND },
 	{ "upstream_cert", SCOPE_LISTENER, key_upstream_cert, false, USE_OUTBOUND },
 	{ "fallback_plaintext", SCOPE_LISTENER, key_fallback_plaintext, false, USE_OUTBOUND },
+	{ "upstream_resumption", SCOPE_LISTENER, key_upstream_resumption, false, USE_OUTBOUND },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 _Static_assert(N_KEYS <= 64, "a key seen once is one bit of a uint64_t");
@@ -650,6 +659,7 @@ static void listener_defaults(struct config_listener *l)
 	l->min_data_rate_grace = 30;
 	l->upstream_tls = CONFIG_TLS_STARTTLS;
 	l->verify = true;
+	l->upstream_resumption = true;
 }
 
 /* finish_original_destination - backend = original-destination: the
@@ -673,6 +683,12 @@ static bool finish_original_destination(struct parse_ctx *ctx, struct config_lis
 		            "verify = yes needs a name to check; backend = original-destination has only an address");
 	if (l->fallback_plaintext_line && l->upstream_tls != CONFIG_TLS_OPPORTUNISTIC)
 		return fail(ctx, l->fallback_plaintext_line, "fallback_plaintext needs upstream_tls = opportunistic");
+	/* A ticket belongs to one server; destinations are many, and a
+	 * resumed session shows no certificate to check against a policy. */
+	if (l->upstream_resumption_line && l->upstream_resumption)
+		return fail(ctx, l->upstream_resumption_line,
+		            "upstream_resumption needs one upstream relay, not backend = original-destination");
+	l->upstream_resumption = false;
 	l->verify = false;
 	return true;
 }

@@ -119,6 +119,10 @@ struct config_listener {
 	int ca_line;
 	bool verify; /* check the upstream's certificate chain and name */
 	struct config_cert upstream_cert; /* chain "" when none is sent */
+	/* resume the relay's TLS sessions from its tickets (a smarthost only:
+	 * a ticket is the one relay's, verified when it was issued) */
+	bool upstream_resumption;
+	int upstream_resumption_line;
 };
 
 struct config {

@@ -172,6 +172,40 @@ def test_smtplib_through_a_starttls_relay(relay, outbound, pki):
     assert line["tls"].startswith("TLS1.") and line["sni"] == RELAY_NAME, line
 
 
+@pytest.mark.parametrize("priority", [None, "NORMAL:-VERS-ALL:+VERS-TLS1.2"])
+def test_sessions_resume_from_the_relays_ticket(relay, start_proxy, pki, priority):
+    """upstream_resumption (default yes): the second session offers the
+    ticket the first one got and the relay resumes it, skipping the
+    certificate exchange; the mail still arrives, and the session line says
+    verified=ca. TLS 1.3 and 1.2 (tickets come after and inside the
+    handshake). One worker: each keeps its own ticket."""
+    keys = dict({"direction": "outbound", "backend": relay_addr(relay)}, **verified_keys(pki))
+    if priority:
+        keys["priority"] = priority
+    proxy = start_proxy({"out": keys}, global_lines=("workers = 1", "log_level = debug"))
+    for n in (1, 2):
+        send_smtplib(proxy.port("out"))
+        relay["sink"].wait_done(n)
+        # one at a time: the first ticket is in before the second session begins
+        assert relay["proxy"].wait_sessions(n)
+    lines = relay["proxy"].wait_sessions(2)
+    assert [s["resumed"] for s in lines] == ["no", "yes"], lines
+    assert all(s["tls"].startswith("TLS1.3" if not priority else "TLS1.2") for s in lines), lines
+    assert relay["sink"].msg(2, "raw") == stuff(BODY)
+    assert len(proxy.log.wait_for(r"session listener=out .* verified=ca .* end=quit", TIMEOUT, 2)) == 2
+
+
+def test_upstream_resumption_no_makes_full_handshakes(relay, start_proxy, pki):
+    keys = dict({"direction": "outbound", "backend": relay_addr(relay), "upstream_resumption": "no"},
+                **verified_keys(pki))
+    proxy = start_proxy({"out": keys}, global_lines=("workers = 1",))
+    for n in (1, 2):
+        send_smtplib(proxy.port("out"))
+        relay["sink"].wait_done(n)
+        assert relay["proxy"].wait_sessions(n)
+    assert [s["resumed"] for s in relay["proxy"].wait_sessions(2)] == ["no", "no"]
+
+
 def test_greeting_is_the_proxys_after_tls(relay, outbound, pki):
     proxy = outbound(relay_addr(relay), **verified_keys(pki))
     with Client(proxy.port("out")) as c:

@@ -270,6 +270,8 @@ static void test_outbound(void)
 	CHECK(strcmp(l->priority, "NORMAL:-VERS-ALL:+VERS-TLS1.3") == 0 && l->connect_timeout == 10,
 	      "priority and timeouts apply to both directions");
 	CHECK(parse(OUTBOUND "verify = no\n") && !l->verify, "verify = no when written");
+	CHECK(parse(OUTBOUND) && l->upstream_resumption, "a smarthost's sessions resume by default");
+	CHECK(parse(OUTBOUND "upstream_resumption = no\n") && !l->upstream_resumption, "upstream_resumption = no");
 	/* Keys may come before direction. */
 	CHECK(parse("[r]\nupstream_name = 192.0.2.1\nlisten = 127.0.0.1:25\nbackend = 192.0.2.1:465\n"
 	            "direction = outbound\n"),
@@ -278,7 +280,9 @@ static void test_outbound(void)
 #define WORLD "[world]\nlisten = 127.0.0.1:10025\ndirection = outbound\nbackend = original-destination\n"
 	CHECK(parse(WORLD), err);
 	CHECK(l->backend.original_destination && l->upstream_tls == CONFIG_TLS_OPPORTUNISTIC && !l->verify &&
-	      !l->fallback_plaintext, "original-destination: opportunistic, unauthenticated, no fallback");
+	      !l->fallback_plaintext && !l->upstream_resumption,
+	      "original-destination: opportunistic, unauthenticated, no fallback, no resumption");
+	CHECK(parse(WORLD "upstream_resumption = no\n"), err);
 	CHECK(parse(WORLD "fallback_plaintext = yes\n") && l->fallback_plaintext, "fallback_plaintext");
 	CHECK(parse(WORLD "upstream_tls = starttls\nverify = no\n") && l->upstream_tls == CONFIG_TLS_STARTTLS, err);
 
@@ -292,6 +296,8 @@ static void test_outbound(void)
 		{ WORLD "verify = yes\n",
 		  "t.conf:5: verify = yes needs a name to check; backend = original-destination has only an address" },
 		{ WORLD "ca = /ca.pem\n", "t.conf:5: ca has no use with backend = original-destination (no name to check)" },
+		{ WORLD "upstream_resumption = yes\n",
+		  "t.conf:5: upstream_resumption needs one upstream relay, not backend = original-destination" },
 		{ WORLD "upstream_name = a.example\n", "t.conf:5: upstream_name has no use with backend = original-destination" },
 		{ WORLD "upstream_tls = starttls\nfallback_plaintext = yes\n",
 		  "t.conf:6: fallback_plaintext needs upstream_tls = opportunistic" },
