@@ -5,7 +5,8 @@
 #   make container       the image localhost/starttlsd:VERSION (podman)
 #   make package-check   build both and test them: the .deb installed, run and
 #                        purged in a fresh Debian 12 root, the image run in front
-#                        of a recording sink, the Kubernetes sidecar pod played
+#                        of a recording sink, the units under a real systemd in
+#                        a container, the Kubernetes sidecar pod played
 #                        with podman kube play (tests/package/run)
 
 .PHONY: deb container package-check deps-package
