@@ -38,6 +38,7 @@ CORE_SRCS = \
 	proxy/core/buf.c \
 	proxy/core/config.c \
 	proxy/core/data_scanner.c \
+	proxy/core/domain_policy.c \
 	proxy/core/ehlo_filter.c \
 	proxy/core/http_request.c \
 	proxy/core/ip_count.c \
@@ -78,6 +79,7 @@ UNIT_SRCS = \
 	tests/unit/test_buf.c \
 	tests/unit/test_config.c \
 	tests/unit/test_data_scanner.c \
+	tests/unit/test_domain_policy.c \
 	tests/unit/test_ehlo_filter.c \
 	tests/unit/test_http_request.c \
 	tests/unit/test_ip_count.c \

@@ -77,6 +77,7 @@ static void apply_actions(struct fuzz_edge *e)
 		case ACT_CLOSE_AFTER_FLUSH:
 			e->closed = true;
 			break;
+		case ACT_DOMAIN_POLICY: /* no policy has domains */
 		case ACT_NONE:
 			break;
 		}
