@@ -31,6 +31,9 @@ GNUTLS_LIBS := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
 EV_LIBS = -lev
 SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
+# DANE's validating DNS lookups (dns.c)
+UNBOUND_CFLAGS := $(shell pkg-config --cflags libunbound 2>/dev/null)
+UNBOUND_LIBS := $(shell pkg-config --libs libunbound 2>/dev/null || echo -lunbound)
 
 # The pure core: no sockets, no GnuTLS, no libev (STYLE.md). Unit tests and
 # fuzzers link against it alone, so a forbidden call is a link error.
@@ -54,6 +57,8 @@ CORE_SRCS = \
 EDGE_SRCS = \
 	proxy/backend.c \
 	proxy/backend_side.c \
+	proxy/dane.c \
+	proxy/dns.c \
 	proxy/file_read.c \
 	proxy/file_watch.c \
 	proxy/conn.c \
@@ -68,6 +73,7 @@ EDGE_SRCS = \
 	proxy/tls.c \
 	proxy/tls_creds.c \
 	proxy/tls_upstream.c \
+	proxy/tlsa_match.c \
 	proxy/transport_plain.c \
 	proxy/transport_tls.c \
 	proxy/upstream_side.c \
@@ -119,14 +125,14 @@ $(CORE_OBJS) $(UNIT_OBJS): $(BUILD)/%.o: %.c
 
 $(EDGE_OBJS): $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) $(SYSTEMD_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) $(SYSTEMD_CFLAGS) $(UNBOUND_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
 
 $(BUILD)/libcore.a: $(CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
 $(PROXY_BIN): $(EDGE_OBJS) $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(EDGE_OBJS) $(BUILD)/libcore.a $(GNUTLS_LIBS) $(EV_LIBS) $(SYSTEMD_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(EDGE_OBJS) $(BUILD)/libcore.a $(GNUTLS_LIBS) $(UNBOUND_LIBS) $(EV_LIBS) $(SYSTEMD_LIBS)
 
 # Unit tests link the core alone: no -lgnutls, no -lev.
 $(BUILD)/run_unit: $(UNIT_OBJS) $(BUILD)/libcore.a

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dane.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
@@ -139,13 +140,17 @@ static void conn_free(struct conn *c)
 		/* backend = original-destination without TLS: why (upstream_opening.h) */
 		const char *plain_reason =
 		        c->opening && c->opening->state == OPENING_PLAIN ? c->opening->plain_reason : NULL;
+		/* dane: every domain DANE decided had its TLSA records matched */
+		const char *verified = c->dane_matched && !c->dane_failed ? "dane"
+		                       : c->upstream_verified             ? c->upstream_verified
+		                                                          : "-";
 		count_session_end(c, end);
 		log_info("session listener=%s client=%s upstream=%s tls=%s%s%s verified=%s bytes_in=%llu "
 		         "bytes_out=%llu messages=%llu end=%s",
 		         c->listener->cfg->name, c->peer,
 		         c->destination ? c->destination->text : tls_upstream_name(c->listener->upstream),
 		         c->tls_desc[0] ? c->tls_desc : "none", plain_reason ? " reason=" : "",
-		         plain_reason ? plain_reason : "", c->upstream_verified ? c->upstream_verified : "-",
+		         plain_reason ? plain_reason : "", verified,
 		         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
 		         (unsigned long long)c->session.stats.messages_accepted, end);
 	} else {
@@ -175,6 +180,8 @@ static void conn_free(struct conn *c)
 	transport_release(c->client.t);
 	free(c->opening);
 	free(c->destination);
+	dane_free(c->dane);
+	free(c->domains);
 	close(c->cfd);
 	generation_unref(c->listener->gen);
 
@@ -751,6 +758,9 @@ static void apply_actions(struct conn *c)
 		case ACT_CLOSE_AFTER_FLUSH:
 			c->closing = true;
 			break;
+		case ACT_DOMAIN_POLICY:
+			upstream_domain_policy(c);
+			break;
 		case ACT_NONE:
 			break;
 		}
@@ -1133,6 +1143,16 @@ static void init_session(struct conn *c)
 		.tls_suite = c->tls_suite,
 	};
 	xclient_addr(&c->client_addr, c->xclient_addr, sizeof c->xclient_addr, &policy.client_port);
+	if (cfg->dane) {
+		if (!c->domains && !(c->domains = malloc(sizeof *c->domains))) {
+			/* Never without the check: the session does not start. */
+			log_error("client %s: out of memory for the DANE verdicts", c->peer);
+			conn_fail(c, "out-of-memory");
+		} else {
+			domain_decisions_init(c->domains);
+		}
+		policy.domains = c->domains;
+	}
 	session_init(&c->session, &policy);
 }
 
