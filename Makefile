@@ -31,9 +31,13 @@ GNUTLS_LIBS := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
 EV_LIBS = -lev
 SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
-# DANE's validating DNS lookups (dns.c)
+# DANE's validating DNS lookups (dns.c). Debian's libunbound runs its
+# resolver on libevent, and libev exports libevent's API too (its emulation
+# layer): libevent must come first among the libraries the binary names, or
+# libunbound's thread would run on libev's emulation and crash.
 UNBOUND_CFLAGS := $(shell pkg-config --cflags libunbound 2>/dev/null)
-UNBOUND_LIBS := $(shell pkg-config --libs libunbound 2>/dev/null || echo -lunbound)
+UNBOUND_LIBS := $(shell pkg-config --libs libunbound 2>/dev/null || echo -lunbound) \
+	-Wl,--push-state,--no-as-needed $(shell pkg-config --libs libevent 2>/dev/null || echo -levent) -Wl,--pop-state
 
 # The pure core: no sockets, no GnuTLS, no libev (STYLE.md). Unit tests and
 # fuzzers link against it alone, so a forbidden call is a link error.

@@ -106,7 +106,14 @@ struct dns *dns_new(struct ev_loop *loop, const struct config_listener *l, const
 		free(d);
 		return NULL;
 	}
-	ev_io_init(&d->io, on_ready, ub_fd(d->ctx), EV_READ);
+	int fd = ub_fd(d->ctx);
+	if (fd < 0) {
+		snprintf(err, errlen, "libunbound gave no descriptor to watch");
+		ub_ctx_delete(d->ctx);
+		free(d);
+		return NULL;
+	}
+	ev_io_init(&d->io, on_ready, fd, EV_READ);
 	d->io.data = d;
 	ev_io_start(loop, &d->io);
 	return d;
