@@ -247,3 +247,16 @@ def test_dns_down_defers_451(net, dane_world):
     assert code == 451 and text.startswith("4.4.3 "), out
     assert decisions(d, 1)["ee.dane.example"]["result"] == "defer-dns"
     assert b"rcpt" not in relayed(d["tls_sink"])
+
+
+def test_check_names_the_trust_anchor_line(tmp_path, cert):
+    from conftest import starttlsd_binary, write_conf
+    (tmp_path / "a.key").write_text(". IN A 192.0.2.1\n")
+    for anchor, why in (("/nonexistent/root.key", "cannot open"),
+                        (tmp_path / "a.key", "every line must be one DS or DNSKEY record")):
+        conf = write_conf(tmp_path / "d.conf", {"world": {"direction": "outbound", "backend": "original-destination",
+                                                          "dane": "yes", "dns_trust_anchor": anchor}}, cert)
+        out = subprocess.run([starttlsd_binary(), "-t", "-c", str(conf)], capture_output=True, text=True,
+                             timeout=TIMEOUT)
+        assert out.returncode == 1, out.stderr
+        assert "d.conf:7: dns_trust_anchor %s: %s" % (anchor, why) in out.stderr, out.stderr
