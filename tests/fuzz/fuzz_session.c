@@ -8,7 +8,9 @@
  * - between ACT_START_TLS and the handshake, nothing new is written to
  *   either side (RFC 3207 section 4.2: no plaintext crosses STARTTLS);
  * - after a close action, nothing new is written to the backend;
- * - a time limit that ends an open message drops the backend with it.
+ * - a time limit that ends an open message drops the backend with it;
+ * - with per-domain verdicts (dane), a RCPT waits only while client bytes
+ *   are held for it; OP_VERDICT decides it (ok, defer-dane, defer-dns in turn).
  */
 #include <assert.h>
 #include <stdint.h>
@@ -18,7 +20,7 @@
 #include "session.h"
 
 enum { OP_CLIENT, OP_BACKEND, OP_TLS_UP, OP_CLIENT_EOF, OP_BACKEND_EOF, OP_BACKEND_FAIL,
-       OP_IDLE, OP_SHUTDOWN, OP_DRAIN_CLIENT, OP_DRAIN_BACKEND, OP_TIME_LIMIT, OP_COUNT };
+       OP_IDLE, OP_SHUTDOWN, OP_DRAIN_CLIENT, OP_DRAIN_BACKEND, OP_TIME_LIMIT, OP_VERDICT, OP_COUNT };
 
 struct fuzz_edge {
 	struct session s;
@@ -77,7 +79,9 @@ static void apply_actions(struct fuzz_edge *e)
 		case ACT_CLOSE_AFTER_FLUSH:
 			e->closed = true;
 			break;
-		case ACT_DOMAIN_POLICY: /* no policy has domains */
+		case ACT_DOMAIN_POLICY: /* OP_VERDICT answers it */
+			assert(session_domain_wanted(&e->s) && e->client_in_len > 0);
+			break;
 		case ACT_NONE:
 			break;
 		}
@@ -97,6 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fuzz_edge e;
+	static struct domain_decisions domains;
+	unsigned verdicts = 0;
 	if (size < 1)
 		return 0;
 	struct session_policy policy = {
@@ -110,7 +116,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.trace_header = data[0] & 16,
 		.date = "Sat, 28 Nov 2026 20:58:13 +0000",
 		.tls_suite = "TLS_AES_128_GCM_SHA256",
+		.domains = data[0] & 32 ? &domains : NULL,
 	};
+	domain_decisions_init(&domains);
 	memset(&e, 0, offsetof(struct fuzz_edge, s));
 	e.client_in_len = e.backend_in_len = 0;
 	e.tls_pending = e.closed = e.backend_dropped = false;
@@ -173,6 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case OP_DRAIN_BACKEND:
 			(void)session_output_to_backend(&e.s, &out);
 			session_sent_to_backend(&e.s, out);
+			break;
+		case OP_VERDICT:
+			if (session_domain_wanted(&e.s))
+				session_domain_decided(&e.s, (enum domain_verdict)(verdicts++ % 3));
 			break;
 		case OP_TIME_LIMIT: {
 			bool message_open = session_message_open(&e.s);
