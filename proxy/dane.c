@@ -2,10 +2,12 @@
 #include "dane.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "tlsa_match.h"
@@ -38,6 +40,10 @@ struct dane_lookup {
 	char hosts[MX_MAX][DOMAIN_NAME_MAX];
 	size_t n_hosts, host;
 	const char *bogus_host; /* an MX host whose addresses were bogus */
+	/* the destination's MX host, when it is an alias: the name its CNAME
+	 * chain ends at, the first TLSA base domain (RFC 7672 section 2.2.2) */
+	char canonical[DOMAIN_NAME_MAX];
+	bool tlsa_at_canonical;
 };
 
 /* finish - log, then hand the verdict over: the last thing the lookup does */
@@ -59,6 +65,20 @@ static void on_mx(void *arg, int err, struct ub_result *r);
 static void on_address(void *arg, int err, struct ub_result *r);
 static void on_tlsa(void *arg, int err, struct ub_result *r);
 
+/* remember_alias - HOST's address lookup followed CNAMEs to CANON */
+static void remember_alias(struct dane_lookup *lk, const char *host, const char *canon)
+{
+	size_t len = canon ? strlen(canon) : 0;
+	if (len > 0 && canon[len - 1] == '.')
+		len--;
+	lk->canonical[0] = '\0';
+	if (len == 0 || len >= sizeof lk->canonical || (strncasecmp(canon, host, len) == 0 && host[len] == '\0'))
+		return;
+	for (size_t i = 0; i < len; i++)
+		lk->canonical[i] = (char)tolower((unsigned char)canon[i]);
+	lk->canonical[len] = '\0';
+}
+
 /* ask - one query; a failure to start it ends the lookup */
 static void ask(struct dane_lookup *lk, const char *name, enum rr_type type, dns_done_fn *fn)
 {
@@ -69,6 +89,14 @@ static void ask(struct dane_lookup *lk, const char *name, enum rr_type type, dns
 		snprintf(text, sizeof text, "DNS query for %s failed: %s", name, why);
 		finish(lk, DOMAIN_DEFER_DNS, false, NULL, text);
 	}
+}
+
+/* ask_tlsa - TLSA for port 25 at BASE */
+static void ask_tlsa(struct dane_lookup *lk, const char *base)
+{
+	char name[DOMAIN_NAME_MAX + 16];
+	snprintf(name, sizeof name, "_25._tcp.%s", base);
+	ask(lk, name, RR_TLSA, on_tlsa);
 }
 
 /* failure - a result that is neither an answer nor a clean denial: true
@@ -164,6 +192,8 @@ static void on_address(void *arg, int err, struct ub_result *r)
 	for (int i = 0; r->havedata && r->data[i] && !found; i++)
 		found = (size_t)r->len[i] == size && memcmp(r->data[i], lk->address, size) == 0;
 	bool secure = r->secure;
+	if (found)
+		remember_alias(lk, host, r->canonname);
 	ub_resolve_free(r);
 	if (!found) {
 		lk->host++;
@@ -175,9 +205,10 @@ static void on_address(void *arg, int err, struct ub_result *r)
 		finish(lk, DOMAIN_OK, false, host, "the MX host's address records are not signed: no DANE, opportunistic");
 		return;
 	}
-	char name[DOMAIN_NAME_MAX + 16];
-	snprintf(name, sizeof name, "_25._tcp.%s", host);
-	ask(lk, name, RR_TLSA, on_tlsa);
+	/* An alias: TLSA at the name it expands to first, then at the
+	 * alias itself if none is there (RFC 7672 section 2.2.2). */
+	lk->tlsa_at_canonical = lk->canonical[0] != '\0';
+	ask_tlsa(lk, lk->tlsa_at_canonical ? lk->canonical : host);
 }
 
 static void on_tlsa(void *arg, int err, struct ub_result *r)
@@ -187,6 +218,12 @@ static void on_tlsa(void *arg, int err, struct ub_result *r)
 	const char *host = lk->hosts[lk->host];
 	if (failure(lk, err, r, "TLSA", host))
 		return;
+	if (lk->tlsa_at_canonical && r->secure && !r->havedata) {
+		ub_resolve_free(r);
+		lk->tlsa_at_canonical = false;
+		ask_tlsa(lk, host);
+		return;
+	}
 	if (!r->secure || !r->havedata) {
 		bool secure = r->secure;
 		ub_resolve_free(r);
@@ -208,8 +245,10 @@ static void on_tlsa(void *arg, int err, struct ub_result *r)
 		finish(lk, DOMAIN_OK, false, host, "TLSA records all unusable (RFC 7672 3.1.3): TLS, unauthenticated");
 		return;
 	}
-	const char *names[] = { host, lk->domain };
-	enum tlsa_match_result m = tlsa_match(lk->chain, lk->chain_len, r->data, r->len, n, names, 2);
+	/* RFC 7672 section 3.2.2: the MX host, its expanded name, the domain */
+	const char *names[] = { host, lk->domain, lk->canonical };
+	enum tlsa_match_result m =
+	        tlsa_match(lk->chain, lk->chain_len, r->data, r->len, n, names, lk->canonical[0] ? 3 : 2);
 	ub_resolve_free(r);
 	if (m == TLSA_NO_MATCH)
 		finish(lk, DOMAIN_DEFER_DANE, false, host, "no usable TLSA record matches the certificate chain");

@@ -17,9 +17,10 @@
  *     required but not authenticated (section 3.1.3)
  * The whole lookup has dns_timeout; past it, 451 4.4.3.
  *
- * Not done: the TLSA base domain of an MX host that is a CNAME (section
- * 2.2.2): TLSA is looked up at the MX host name alone. A DANE-TA anchor
- * must be among the certificates the server sent.
+ * An MX host that is an alias (CNAME, followed by libunbound, secure
+ * throughout) has its TLSA looked up at the expanded name first, then at
+ * the alias (section 2.2.2). Not done: a DANE-TA anchor the server does not
+ * send (its certificate must be in the chain).
  *
  * Each decision is logged: "dane domain=D mx=H result=... why=...".
  */

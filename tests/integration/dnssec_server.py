@@ -6,7 +6,7 @@ validates what it serves against the zone's DS (dns_trust_anchor).
     dnssec_server.py --zone FILE --origin NAME [--listen 127.0.0.1:0]
 
 Serves the zone file as signed (ldns-signzone, NSEC): an answer with its
-RRSIGs; NODATA and NXDOMAIN with the SOA and the NSEC records that prove
+RRSIGs, CNAMEs inside the zone followed; NODATA and NXDOMAIN with the SOA and the NSEC records that prove
 them, with their RRSIGs, when the query asks for DNSSEC (DO). UDP and TCP on
 the same port; an answer too big for the query's UDP size is truncated (TC)
 so that the resolver asks again over TCP. Prints "listening on ADDR:PORT"
@@ -67,6 +67,16 @@ class Zone:
         if not qname.is_subdomain(self.origin):
             resp.set_rcode(dns.rcode.REFUSED)
             return resp
+        # Aliases are followed inside the zone (RFC 1034 section 4.3.2).
+        for _ in range(8):
+            node = self.zone.get_node(qname)
+            target = node and qtype != dns.rdatatype.CNAME and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
+            if not target:
+                break
+            self.add(resp.answer, qname, dns.rdatatype.CNAME, dnssec)
+            qname = target[0].target
+            if not qname.is_subdomain(self.origin):
+                return resp
         if self.zone.get_node(qname) is not None:
             if self.add(resp.answer, qname, qtype, dnssec):
                 return resp

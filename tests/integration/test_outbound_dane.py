@@ -21,6 +21,8 @@ STARTTLS destination .10:
   bogus   mx-bogus  .10  TLSA of .10's key put in after signing -> 450 4.7.5
   plain   mx-plain  .11  TLSA 3 1 1; .11 offers no STARTTLS -> 450 4.7.5
   notlsa  mx-notlsa .10  no TLSA                            -> delivered, opportunistic
+  ee6     mx-ee6    ::10 TLSA 3 1 1 of ::10's key (AAAA)   -> delivered, dane
+  alias   mx-alias, a CNAME to mx-real (.10), TLSA at mx-real only -> delivered, dane
 """
 
 import json
@@ -30,7 +32,7 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, REPO, TIMEOUT, run
-from test_outbound_transparent import NET4, in_ns, net, world  # noqa: F401 (fixtures)
+from test_outbound_transparent import NET4, NET6, in_ns, net, world  # noqa: F401 (fixtures)
 
 DNS_SERVER = REPO / "tests" / "integration" / "dnssec_server.py"
 ZONE = "dane.example"
@@ -95,6 +97,14 @@ def make_zone(d, ee_spki, ca_der):
         "plain IN MX 10 mx-plain.dane.example.",
         "mx-plain IN A %s.11" % NET4,
         "_25._tcp.mx-plain IN TLSA 3 1 1 %s" % ee,
+        "ee6 IN MX 10 mx-ee6.dane.example.",
+        "mx-ee6 IN AAAA %s10" % NET6,
+        "_25._tcp.mx-ee6 IN TLSA 3 1 1 %s" % ee,
+        # RFC 7672 section 2.2.2: TLSA at the name the alias expands to
+        "alias IN MX 10 mx-alias.dane.example.",
+        "mx-alias IN CNAME mx-real.dane.example.",
+        "mx-real IN A %s.10" % NET4,
+        "_25._tcp.mx-real IN TLSA 3 1 1 %s" % ee,
         # signed with another key's digest; .10's own is put in after signing
         "_25._tcp.mx-bogus IN TLSA 3 1 1 %s" % other,
     ]
@@ -181,15 +191,16 @@ def delivered(sink):
     return [p.read_bytes() for p in msgs]
 
 
-@pytest.mark.parametrize("domain, dest, sink", [("ee", ".10", "tls_sink"), ("ta", ".15", "ta_sink")])
+@pytest.mark.parametrize("domain, dest, sink", [("ee", NET4 + ".10", "tls_sink"), ("ta", NET4 + ".15", "ta_sink"),
+                                                ("ee6", NET6 + "10", "tls_sink"), ("alias", NET4 + ".10", "tls_sink")])
 def test_matching_tlsa_delivers(net, dane_world, domain, dest, sink):
     d = dane_world()
-    out = transaction(net, NET4 + dest, ["b@%s.dane.example" % domain])
+    out = transaction(net, dest, ["b@%s.dane.example" % domain])
     assert out["rcpt"][0][0] == 250 and out.get("data") == 250, out
     assert delivered(d[sink]) == [BODY]
     decided = decisions(d, 1)["%s.dane.example" % domain]
     assert (decided["mx"], decided["result"]) == ("mx-%s.dane.example" % domain, "ok"), decided
-    assert decided["why"] == ("DANE-EE record matched" if domain == "ee" else "DANE-TA record matched"), decided
+    assert decided["why"] == ("DANE-TA record matched" if domain == "ta" else "DANE-EE record matched"), decided
     s = session_line(d)
     assert s["tls"].startswith("TLS1.") and s["verified"] == "dane", s
 
