@@ -137,6 +137,7 @@ def dane_world(net, world, cert, tmp_path):
                                    r"^listening on ")
             dns_resolver = "127.0.0.1@" + server.log.wait_for(r"^listening on [\d.]+:(\d+)$")[0].group(1)
         d = world(dane="yes", dns_resolver=dns_resolver, dns_trust_anchor=ds, **keys)
+        d["anchor"] = ds
         behind = net["sink"](net["world"], "127.0.0.1:0", "--caps", "PIPELINING,8BITMIME")
         port = behind.log.wait_for(r"^listening on [\d.]+:(\d+)$")[0].group(1)
         d["ta_sink"] = behind
@@ -271,3 +272,25 @@ def test_check_names_the_trust_anchor_line(tmp_path, cert):
                              timeout=TIMEOUT)
         assert out.returncode == 1, out.stderr
         assert "d.conf:7: dns_trust_anchor %s: %s" % (anchor, why) in out.stderr, out.stderr
+
+
+def test_reload_takes_the_new_trust_anchor(net, dane_world, tmp_path):
+    """SIGHUP builds the resolver again from the file as it is now: with
+    another key's DS the zone no longer validates (bogus: 450 4.7.5)."""
+    import signal
+    d = dane_world()
+    out = transaction(net, NET4 + ".10", ["b@ee.dane.example"])
+    assert out["rcpt"][0][0] == 250, out
+    other = tmp_path / "other"
+    other.mkdir()
+    ksk = run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", ZONE], cwd=other).strip()
+    d["anchor"].write_text((other / (ksk + ".ds")).read_text())
+    d["out"].proc.send_signal(signal.SIGHUP)
+    assert d["out"].log.wait_for(r"reloaded ", TIMEOUT), d["out"].log.text()
+    # the new worker takes the next connection
+    assert d["out"].log.wait_for(r"worker \d+: accepting as uid", TIMEOUT, 2), d["out"].log.text()
+    out = transaction(net, NET4 + ".10", ["b@ee.dane.example"])
+    code, text = out["rcpt"][0]
+    assert code == 450 and text.startswith("4.7.5 "), out
+    decided = d["out"].log.wait_for(DANE_RE.pattern, TIMEOUT, 2)[1]
+    assert decided.group("result") == "defer-dane" and "bogus" in decided.group("why"), decided.group(0)
