@@ -10,12 +10,15 @@
  * - after a close action, nothing new is written to the backend;
  * - a time limit that ends an open message drops the backend with it;
  * - with per-domain verdicts (dane), a RCPT waits only while client bytes
- *   are held for it; OP_VERDICT decides it (ok, defer-dane, defer-dns in turn).
+ *   are held for it, and no RCPT reaches the backend unless its domain's
+ *   verdict is ok (or it has no domain to decide); OP_VERDICT decides the
+ *   held one (ok, defer-dane, defer-dns in turn).
  */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "session.h"
 
@@ -38,6 +41,28 @@ static void check_invariants(struct fuzz_edge *e)
 	assert(e->s.uncommitted <= buf_pending(&e->s.out_client));
 }
 
+/* check_relayed_rcpts - the command lines P (N bytes) just relayed: every
+ * RCPT's domain has the verdict ok. Stops at DATA or BDAT, after which
+ * message bytes follow. */
+static void check_relayed_rcpts(const struct session *s, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		const uint8_t *lf = memchr(p, '\n', n);
+		size_t len = lf ? (size_t)(lf - p) : n;
+		if (len >= 4 && (strncasecmp((const char *)p, "DATA", 4) == 0 || strncasecmp((const char *)p, "BDAT", 4) == 0))
+			return;
+		char name[DOMAIN_NAME_MAX];
+		enum domain_verdict v;
+		if (len > 5 && strncasecmp((const char *)p, "RCPT ", 5) == 0 &&
+		    rcpt_domain(p + 5, len - 5 - (len > 5 && p[len - 1] == '\r'), name))
+			assert(domain_decisions_find(s->policy.domains, name, &v) && v == DOMAIN_OK);
+		if (!lf)
+			return;
+		n -= len + 1;
+		p += len + 1;
+	}
+}
+
 /* feed - offer one side's buffered input */
 static void feed(struct fuzz_edge *e, bool client)
 {
@@ -47,8 +72,13 @@ static void feed(struct fuzz_edge *e, bool client)
 		return;
 	size_t out_client_before = e->s.out_client.wr - e->s.out_client.rd;
 	size_t out_backend_before = e->s.out_backend.wr - e->s.out_backend.rd;
+	bool commands = client && e->s.phase == CLIENT_COMMANDS && e->s.policy.domains;
 	size_t used = client ? session_from_client(&e->s, in, *len) : session_from_backend(&e->s, in, *len);
 	assert(used <= *len);
+	size_t out_backend_after = buf_pending(&e->s.out_backend);
+	if (commands && out_backend_after > out_backend_before)
+		check_relayed_rcpts(&e->s, buf_head(&e->s.out_backend) + out_backend_before,
+		                    out_backend_after - out_backend_before);
 	memmove(in, in + used, *len - used);
 	*len -= used;
 	check_invariants(e);
