@@ -21,6 +21,8 @@ STARTTLS destination .10:
   bogus   mx-bogus  .10  TLSA of .10's key put in after signing -> 450 4.7.5
   plain   mx-plain  .11  TLSA 3 1 1; .11 offers no STARTTLS -> 450 4.7.5
   notlsa  mx-notlsa .10  no TLSA                            -> delivered, opportunistic
+  taname  mx-taname .15  the same TLSA 2 0 1, but .15's certificate names
+                         neither mx-taname nor taname (RFC 7672 3.2.2) -> 450 4.7.5
   ee6     mx-ee6    ::10 TLSA 3 1 1 of ::10's key (AAAA)   -> delivered, dane
   alias   mx-alias, a CNAME to mx-real (.10), TLSA at mx-real only -> delivered, dane
 """
@@ -94,6 +96,9 @@ def make_zone(d, ee_spki, ca_der):
         "ta IN MX 10 mx-ta.dane.example.",
         "mx-ta IN A %s.15" % NET4,
         "_25._tcp.mx-ta IN TLSA 2 0 1 %s" % sha256_hex(ca_der),
+        "taname IN MX 10 mx-taname.dane.example.",
+        "mx-taname IN A %s.15" % NET4,
+        "_25._tcp.mx-taname IN TLSA 2 0 1 %s" % sha256_hex(ca_der),
         "plain IN MX 10 mx-plain.dane.example.",
         "mx-plain IN A %s.11" % NET4,
         "_25._tcp.mx-plain IN TLSA 3 1 1 %s" % ee,
@@ -210,6 +215,7 @@ def test_matching_tlsa_delivers(net, dane_world, domain, dest, sink):
     ("wrong", ".10", "no usable TLSA record matches the certificate chain"),
     ("bogus", ".10", "TLSA records are bogus (DNSSEC)"),
     ("plain", ".11", "TLSA records published, but the destination gave no TLS (downgrade refused)"),
+    ("taname", ".15", "no usable TLSA record matches the certificate chain"),
 ])
 def test_unmet_tlsa_defers_the_recipient(net, dane_world, domain, dest, why):
     d = dane_world()
@@ -219,7 +225,7 @@ def test_unmet_tlsa_defers_the_recipient(net, dane_world, domain, dest, why):
     assert "data" not in out
     decided = decisions(d, 1)["%s.dane.example" % domain]
     assert decided["result"] == "defer-dane" and decided["why"].startswith(why), decided
-    sink = d["plain" if dest == ".11" else "tls_sink"]
+    sink = d[{".11": "plain", ".15": "ta_sink"}.get(dest, "tls_sink")]
     seen = relayed(sink)
     assert b"mail from:<a@example.org>" in seen, seen  # the session reached it...
     assert b"rcpt" not in seen and b"dane.example" not in seen, seen  # ...the recipient never did
