@@ -31,6 +31,13 @@ GNUTLS_LIBS := $(shell pkg-config --libs gnutls 2>/dev/null || echo -lgnutls)
 EV_LIBS = -lev
 SYSTEMD_CFLAGS := $(shell pkg-config --cflags libsystemd 2>/dev/null)
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
+# DANE's validating DNS lookups (dns.c). Debian's libunbound runs its
+# resolver on libevent, and libev exports libevent's API too (its emulation
+# layer): libevent must come first among the libraries the binary names, or
+# libunbound's thread would run on libev's emulation and crash.
+UNBOUND_CFLAGS := $(shell pkg-config --cflags libunbound 2>/dev/null)
+UNBOUND_LIBS := $(shell pkg-config --libs libunbound 2>/dev/null || echo -lunbound) \
+	-Wl,--push-state,--no-as-needed $(shell pkg-config --libs libevent 2>/dev/null || echo -levent) -Wl,--pop-state
 
 # The pure core: no sockets, no GnuTLS, no libev (STYLE.md). Unit tests and
 # fuzzers link against it alone, so a forbidden call is a link error.
@@ -38,6 +45,7 @@ CORE_SRCS = \
 	proxy/core/buf.c \
 	proxy/core/config.c \
 	proxy/core/data_scanner.c \
+	proxy/core/domain_policy.c \
 	proxy/core/ehlo_filter.c \
 	proxy/core/http_request.c \
 	proxy/core/ip_count.c \
@@ -53,6 +61,8 @@ CORE_SRCS = \
 EDGE_SRCS = \
 	proxy/backend.c \
 	proxy/backend_side.c \
+	proxy/dane.c \
+	proxy/dns.c \
 	proxy/file_read.c \
 	proxy/file_watch.c \
 	proxy/conn.c \
@@ -67,6 +77,7 @@ EDGE_SRCS = \
 	proxy/tls.c \
 	proxy/tls_creds.c \
 	proxy/tls_upstream.c \
+	proxy/tlsa_match.c \
 	proxy/transport_plain.c \
 	proxy/transport_tls.c \
 	proxy/upstream_side.c \
@@ -78,6 +89,7 @@ UNIT_SRCS = \
 	tests/unit/test_buf.c \
 	tests/unit/test_config.c \
 	tests/unit/test_data_scanner.c \
+	tests/unit/test_domain_policy.c \
 	tests/unit/test_ehlo_filter.c \
 	tests/unit/test_http_request.c \
 	tests/unit/test_ip_count.c \
@@ -117,14 +129,14 @@ $(CORE_OBJS) $(UNIT_OBJS): $(BUILD)/%.o: %.c
 
 $(EDGE_OBJS): $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) $(SYSTEMD_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(GNUTLS_CFLAGS) $(SYSTEMD_CFLAGS) $(UNBOUND_CFLAGS) -Iproxy/core -Iproxy -MMD -MP -c -o $@ $<
 
 $(BUILD)/libcore.a: $(CORE_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
 $(PROXY_BIN): $(EDGE_OBJS) $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(EDGE_OBJS) $(BUILD)/libcore.a $(GNUTLS_LIBS) $(EV_LIBS) $(SYSTEMD_LIBS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(EDGE_OBJS) $(BUILD)/libcore.a $(GNUTLS_LIBS) $(UNBOUND_LIBS) $(EV_LIBS) $(SYSTEMD_LIBS)
 
 # Unit tests link the core alone: no -lgnutls, no -lev.
 $(BUILD)/run_unit: $(UNIT_OBJS) $(BUILD)/libcore.a

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dane.h"
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
@@ -139,6 +140,10 @@ static void conn_free(struct conn *c)
 		/* backend = original-destination without TLS: why (upstream_opening.h) */
 		const char *plain_reason =
 		        c->opening && c->opening->state == OPENING_PLAIN ? c->opening->plain_reason : NULL;
+		/* dane: every domain DANE decided had its TLSA records matched */
+		const char *verified = c->dane_matched && !c->dane_failed ? "dane"
+		                       : c->upstream_verified             ? c->upstream_verified
+		                                                          : "-";
 		count_session_end(c, end);
 		if (c->upstream_verified || plain_reason)
 			metrics_add(&metrics_mine->counters.upstream_sessions[c->listener->metrics_index]
@@ -149,7 +154,7 @@ static void conn_free(struct conn *c)
 		         c->listener->cfg->name, c->peer,
 		         c->destination ? c->destination->text : tls_upstream_name(c->listener->upstream),
 		         c->tls_desc[0] ? c->tls_desc : "none", plain_reason ? " reason=" : "",
-		         plain_reason ? plain_reason : "", c->upstream_verified ? c->upstream_verified : "-",
+		         plain_reason ? plain_reason : "", verified,
 		         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
 		         (unsigned long long)c->session.stats.messages_accepted, end);
 	} else {
@@ -179,6 +184,8 @@ static void conn_free(struct conn *c)
 	transport_release(c->client.t);
 	free(c->opening);
 	free(c->destination);
+	dane_free(c->dane);
+	free(c->domains);
 	close(c->cfd);
 	generation_unref(c->listener->gen);
 
@@ -755,6 +762,9 @@ static void apply_actions(struct conn *c)
 		case ACT_CLOSE_AFTER_FLUSH:
 			c->closing = true;
 			break;
+		case ACT_DOMAIN_POLICY:
+			upstream_domain_policy(c);
+			break;
 		case ACT_NONE:
 			break;
 		}
@@ -1137,6 +1147,16 @@ static void init_session(struct conn *c)
 		.tls_suite = c->tls_suite,
 	};
 	xclient_addr(&c->client_addr, c->xclient_addr, sizeof c->xclient_addr, &policy.client_port);
+	if (cfg->dane) {
+		if (!c->domains && !(c->domains = malloc(sizeof *c->domains))) {
+			/* Never without the check: the session does not start. */
+			log_error("client %s: out of memory for the DANE verdicts", c->peer);
+			conn_fail(c, "out-of-memory");
+		} else {
+			domain_decisions_init(c->domains);
+		}
+		policy.domains = c->domains;
+	}
 	session_init(&c->session, &policy);
 }
 

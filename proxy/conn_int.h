@@ -16,6 +16,8 @@
 #include "transport.h"
 #include "upstream_opening.h"
 
+struct dane_lookup;
+
 /* The TLS session's socket buffers (transport.h): reading ahead, a whole
  * record (16,645 bytes at most, RFC 8446 section 5.2) and the next one's
  * header; gathering, a handshake flight with its chain, or a few replies
@@ -94,6 +96,11 @@ struct conn {
 	struct upstream_opening *opening;
 	const char *upstream_verified;
 	struct original_destination *destination; /* backend = original-destination */
+	/* dane = yes: the session's verdicts per recipient domain, the
+	 * lookup in progress (dane.h), and how DANE went, for verified= */
+	struct domain_decisions *domains;
+	struct dane_lookup *dane;
+	unsigned dane_matched, dane_failed;
 	struct session session;
 	uint8_t cin[CONN_INPUT_CAP];
 	uint8_t bin[CONN_INPUT_CAP];
@@ -133,6 +140,10 @@ bool upstream_lost(struct conn *c);
 
 /* upstream_handshake_timeout - handshake_timeout ran out on the relay */
 void upstream_handshake_timeout(struct conn *c);
+
+/* upstream_domain_policy - ACT_DOMAIN_POLICY: decide the held RCPT's
+ * domain (dane.h); the session hears the verdict from the loop */
+void upstream_domain_policy(struct conn *c);
 
 /* backend_side.c */
 

@@ -1,6 +1,7 @@
 /* generation.c - one loaded configuration (see generation.h) */
 #include "generation.h"
 
+#include "dns.h"
 #include "file_read.h"
 #include "file_watch.h"
 #include "listener.h"
@@ -48,6 +49,8 @@ struct generation *generation_load(struct server *srv, const char *path, generat
 			tls_ok = (l->upstream = tls_upstream_load(l->cfg, path, err, errlen)) != NULL;
 		else
 			tls_ok = (l->creds = tls_creds_load(l->cfg, path, warn, warn_ctx, err, errlen)) != NULL;
+		if (tls_ok && l->cfg->dane)
+			tls_ok = (l->dns_anchors = dns_anchors_load(l->cfg, path, err, errlen)) != NULL;
 		if (!tls_ok || !backend_resolve(&l->cfg->backend, path, &l->backend, err, errlen)) {
 			generation_unref(gen);
 			return NULL;
@@ -68,6 +71,8 @@ void generation_unref(struct generation *gen)
 	for (size_t i = 0; i < gen->n_listeners; i++) {
 		tls_creds_free(gen->listeners[i].creds);
 		tls_upstream_free(gen->listeners[i].upstream);
+		dns_free(gen->listeners[i].dns);
+		free(gen->listeners[i].dns_anchors);
 	}
 	free(gen);
 }

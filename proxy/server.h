@@ -14,6 +14,7 @@
 struct conn;
 struct server;
 struct tls_upstream;
+struct dns;
 
 struct listen_socket {
 	ev_io io; /* first: the watcher's address is the socket's */
@@ -27,6 +28,10 @@ struct listener {
 	const struct config_listener *cfg;
 	struct tls_creds *creds;          /* inbound: the certificates served; NULL outbound */
 	struct tls_upstream *upstream;    /* outbound: TLS towards the relay; NULL inbound */
+	/* dane = yes: the trust anchors read at load (dns.h), and this
+	 * worker's resolver, made on first use; NULL otherwise */
+	char *dns_anchors;
+	struct dns *dns;
 	struct backend_addrs backend;
 	struct listen_socket sockets[CONFIG_MAX_LISTEN * 2];
 	size_t n_sockets;

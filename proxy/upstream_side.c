@@ -29,6 +29,8 @@
 
 #include <arpa/inet.h>
 
+#include "dane.h"
+#include "dns.h"
 #include "log.h"
 #include "original_dst.h"
 #include "panic.h"
@@ -333,4 +335,54 @@ void upstream_handshake_timeout(struct conn *c)
 		reconnect_plain(c);
 	else
 		opening_failed(c);
+}
+
+/* ---- dane = yes: a verdict per recipient domain (dane.h) ---- */
+
+/* listener_dns - this worker's resolver for the listener, made on first
+ * use; NULL (logged) when libunbound cannot be set up */
+static struct dns *listener_dns(struct conn *c)
+{
+	struct listener *l = c->listener;
+	if (!l->dns) {
+		char err[1200];
+		l->dns = dns_new(c->srv->loop, l->cfg, l->dns_anchors, err, sizeof err);
+		if (!l->dns)
+			log_error("listener %s: DNS resolver: %s", l->cfg->name, err);
+	}
+	return l->dns;
+}
+
+/* domain_decided - the verdict reaches the session; the held bytes are
+ * offered again from the loop (conn_run runs on the client's watcher) */
+static void domain_decided(void *arg, enum domain_verdict verdict, bool matched)
+{
+	struct conn *c = arg;
+	dane_free(c->dane);
+	c->dane = NULL;
+	c->dane_matched += matched;
+	c->dane_failed += verdict == DOMAIN_DEFER_DANE;
+	session_domain_decided(&c->session, verdict);
+	ev_feed_event(c->srv->loop, &c->client.io, EV_CUSTOM);
+}
+
+void upstream_domain_policy(struct conn *c)
+{
+	const char *domain = session_domain_wanted(&c->session);
+	if (!domain || c->dane || !c->destination)
+		return;
+	struct dns *dns = listener_dns(c);
+	struct dane_facts facts = {
+		.domain = domain,
+		.destination = &c->destination->addrs.addr[0],
+		.tls = c->backend.tls == SIDE_TLS ? transport_tls_session(c->backend.t) : NULL,
+		.timeout = c->listener->cfg->dns_timeout,
+		.peer = c->peer,
+	};
+	c->dane = dns ? dane_start(dns, c->srv->loop, &facts, domain_decided, c) : NULL;
+	if (!c->dane) {
+		log_warning("client %s: dane domain=%s mx=- result=defer-dns why=no DNS resolver", c->peer, domain);
+		session_domain_decided(&c->session, DOMAIN_DEFER_DNS);
+		ev_feed_event(c->srv->loop, &c->client.io, EV_CUSTOM);
+	}
 }

@@ -5,7 +5,7 @@ FUZZ_CC ?= clang
 FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Iproxy/core \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TARGETS = $(BUILD)/fuzz_session $(BUILD)/fuzz_command $(BUILD)/fuzz_config $(BUILD)/fuzz_proxy_header \
-               $(BUILD)/fuzz_http_request $(BUILD)/fuzz_upstream
+               $(BUILD)/fuzz_http_request $(BUILD)/fuzz_upstream $(BUILD)/fuzz_domain
 
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS)
 	@mkdir -p $(BUILD)

@@ -591,6 +591,54 @@ static bool key_upstream_cert(struct parse_ctx *ctx, struct config *cfg, struct 
 	return parse_cert_paths(ctx, v, &l->upstream_cert);
 }
 
+static bool key_dane(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l, const char *v)
+{
+	(void)cfg;
+	l->dane_line = ctx->line;
+	return parse_bool(ctx, v, &l->dane);
+}
+
+/* key_dns_resolver - an IP address, with "@PORT" when not 53 (libunbound's
+ * forwarder form: ub_ctx_set_fwd) */
+static bool key_dns_resolver(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                             const char *v)
+{
+	(void)cfg;
+	char host[CONFIG_HOST_MAX];
+	unsigned char addr[16];
+	const char *at = strchr(v, '@');
+	size_t host_len = at ? (size_t)(at - v) : strlen(v);
+	unsigned long port = 53;
+	bool ok = host_len < sizeof host;
+	if (ok) {
+		memcpy(host, v, host_len);
+		host[host_len] = '\0';
+		ok = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+	}
+	if (ok && at)
+		ok = parse_uint(at + 1, strlen(at + 1), 65535, &port) && port > 0;
+	if (!ok)
+		return fail(ctx, ctx->line, "dns_resolver must be an IP address, with @PORT if not 53, not '%s'", v);
+	l->dns_resolver_line = ctx->line;
+	return copy_value(ctx, l->dns_resolver, sizeof l->dns_resolver, v, "dns_resolver");
+}
+
+static bool key_dns_trust_anchor(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                                 const char *v)
+{
+	(void)cfg;
+	l->dns_trust_anchor_line = ctx->line;
+	return copy_value(ctx, l->dns_trust_anchor, sizeof l->dns_trust_anchor, v, "dns_trust_anchor path");
+}
+
+static bool key_dns_timeout(struct parse_ctx *ctx, struct config *cfg, struct config_listener *l,
+                            const char *v)
+{
+	(void)cfg;
+	l->dns_timeout_line = ctx->line;
+	return parse_duration(ctx, v, &l->dns_timeout);
+}
+
 enum key_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
 /* Which listeners a listener key belongs to (direction) */
 enum key_use { USE_ANY, USE_INBOUND, USE_OUTBOUND };
@@ -640,6 +688,10 @@ static const struct key_def {
 	{ "upstream_cert", SCOPE_LISTENER, key_upstream_cert, false, USE_OUTBOUND },
 	{ "fallback_plaintext", SCOPE_LISTENER, key_fallback_plaintext, false, USE_OUTBOUND },
 	{ "upstream_resumption", SCOPE_LISTENER, key_upstream_resumption, false, USE_OUTBOUND },
+	{ "dane", SCOPE_LISTENER, key_dane, false, USE_OUTBOUND },
+	{ "dns_resolver", SCOPE_LISTENER, key_dns_resolver, false, USE_OUTBOUND },
+	{ "dns_trust_anchor", SCOPE_LISTENER, key_dns_trust_anchor, false, USE_OUTBOUND },
+	{ "dns_timeout", SCOPE_LISTENER, key_dns_timeout, false, USE_OUTBOUND },
 };
 #define N_KEYS (sizeof key_table / sizeof key_table[0])
 _Static_assert(N_KEYS <= 64, "a key seen once is one bit of a uint64_t");
@@ -660,6 +712,23 @@ static void listener_defaults(struct config_listener *l)
 	l->upstream_tls = CONFIG_TLS_STARTTLS;
 	l->verify = true;
 	l->upstream_resumption = true;
+	snprintf(l->dns_trust_anchor, sizeof l->dns_trust_anchor, "%s", CONFIG_DNS_TRUST_ANCHOR_DEFAULT);
+	l->dns_timeout = 10;
+}
+
+/* finish_dane - the DNS keys serve dane = yes, and dane the transparent
+ * listener alone: a smarthost's name is verified with its CA already */
+static bool finish_dane(struct parse_ctx *ctx, struct config_listener *l)
+{
+	if (l->dane && !l->backend.original_destination)
+		return fail(ctx, l->dane_line, "dane = yes needs backend = original-destination (DANE is checked "
+		            "per recipient domain against the destination the MTA chose)");
+	const int lines[] = { l->dns_resolver_line, l->dns_trust_anchor_line, l->dns_timeout_line };
+	const char *const names[] = { "dns_resolver", "dns_trust_anchor", "dns_timeout" };
+	for (size_t i = 0; i < 3; i++)
+		if (lines[i] && !l->dane)
+			return fail(ctx, lines[i], "%s has no use without dane = yes", names[i]);
+	return true;
 }
 
 /* finish_original_destination - backend = original-destination: the
@@ -699,6 +768,8 @@ static bool finish_outbound(struct parse_ctx *ctx, struct config_listener *l)
 	if (l->inbound_key)
 		return fail(ctx, l->inbound_key_line, "%s is for inbound listeners, and '%s' has direction = outbound",
 		            l->inbound_key, l->name);
+	if (!finish_dane(ctx, l))
+		return false;
 	if (l->backend.original_destination)
 		return finish_original_destination(ctx, l);
 	if (l->upstream_tls == CONFIG_TLS_OPPORTUNISTIC)

@@ -19,6 +19,8 @@
 #define CONFIG_PRIORITY_MAX 1024
 #define CONFIG_MAX_NETWORKS 16
 #define CONFIG_MAX_WORKERS 256
+/* dns_trust_anchor: the root's key as dns-root-data installs it */
+#define CONFIG_DNS_TRUST_ANCHOR_DEFAULT "/usr/share/dns/root.key"
 
 enum config_log_level { CONFIG_LOG_ERROR, CONFIG_LOG_WARNING, CONFIG_LOG_INFO, CONFIG_LOG_DEBUG };
 /* opportunistic: upstream_tls only, with backend = original-destination */
@@ -123,6 +125,15 @@ struct config_listener {
 	 * a ticket is the one relay's, verified when it was issued) */
 	bool upstream_resumption;
 	int upstream_resumption_line;
+	/* original-destination: DANE (RFC 7672) for each recipient domain */
+	bool dane;
+	int dane_line;
+	char dns_resolver[CONFIG_HOST_MAX]; /* "ADDR" or "ADDR@PORT"; "" means /etc/resolv.conf's */
+	int dns_resolver_line;
+	char dns_trust_anchor[CONFIG_PATH_MAX]; /* DS or DNSKEY lines */
+	int dns_trust_anchor_line;              /* 0: the default file */
+	unsigned dns_timeout;                   /* seconds for one domain's lookups */
+	int dns_timeout_line;
 };
 
 struct config {

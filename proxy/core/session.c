@@ -48,6 +48,11 @@ static const char REPLY_BACKEND_UNREACHABLE[] = "421 4.4.2 Backend not available
 static const char REPLY_BACKEND_BROKEN[] = "421 4.4.2 Backend protocol error, closing connection\r\n";
 static const char REPLY_NO_XCLIENT[] = "421 4.7.0 Backend cannot take the client's address, closing connection\r\n";
 static const char REPLY_IDLE[] = "421 4.4.2 Idle timeout, closing connection\r\n";
+/* RFC 7672 section 2.2 and RFC 3463: the recipient's domain asks for DANE
+ * and the destination does not meet it (4.7.5, cryptographic failure), or
+ * DNS could not tell (4.4.3, directory server failure): the MTA retries. */
+static const char REPLY_DANE_NOT_MET[] = "450 4.7.5 Recipient domain's DANE TLSA records not met by this server\r\n";
+static const char REPLY_DNS_FAILED[] = "451 4.4.3 Recipient domain's DNS lookup failed, try again later\r\n";
 static const char REPLY_SHUTDOWN[] = "421 4.3.2 Service shutting down, closing connection\r\n";
 
 #define ACTION_BIT(a) (1u << (unsigned)(a))
@@ -442,6 +447,24 @@ static void handle_command(struct session *s, const struct smtp_command *parsed,
 	}
 }
 
+/* recipient_verdict - dane = yes: whether the RCPT CMD may go on now.
+ * False holds it (unused, the bytes behind it too) until the edge has
+ * decided its domain; a domain DNS cannot decide (no domain, an address
+ * literal) goes on as in opportunistic delivery. */
+static bool recipient_verdict(struct session *s, const struct smtp_command *cmd, enum domain_verdict *verdict_r)
+{
+	struct domain_decisions *d = s->policy.domains;
+	char name[DOMAIN_NAME_MAX];
+	*verdict_r = DOMAIN_OK;
+	if (!rcpt_domain(cmd->args, cmd->args_len, name) || domain_decisions_find(d, name, verdict_r))
+		return true;
+	if (!d->wanted[0]) {
+		memcpy(d->wanted, name, sizeof name);
+		set_action(s, ACT_DOMAIN_POLICY);
+	}
+	return false;
+}
+
 /* step_commands - the next command line, if it may be read now */
 static bool step_commands(struct session *s, const uint8_t *p, size_t n, size_t *used_r)
 {
@@ -477,7 +500,13 @@ static bool step_commands(struct session *s, const uint8_t *p, size_t n, size_t 
 	if (buf_room(&s->out_backend) < len + 2)
 		return false;
 
-	handle_command(s, &cmd, p, len);
+	enum domain_verdict verdict = DOMAIN_OK;
+	if (cmd.verb == VERB_RCPT && s->policy.domains && !recipient_verdict(s, &cmd, &verdict))
+		return false;
+	if (cmd.verb == VERB_RCPT && s->policy.domains && verdict != DOMAIN_OK)
+		reply_local(s, verdict == DOMAIN_DEFER_DANE ? REPLY_DANE_NOT_MET : REPLY_DNS_FAILED);
+	else
+		handle_command(s, &cmd, p, len);
 	*used_r = line_len;
 	return true;
 }
@@ -1101,7 +1130,7 @@ bool session_is_idle(const struct session *s)
 enum session_action session_next_action(struct session *s)
 {
 	static const enum session_action order[] = { ACT_CLOSE_NOW, ACT_DROP_BACKEND, ACT_START_TLS,
-		                                     ACT_CLOSE_AFTER_FLUSH };
+		                                     ACT_CLOSE_AFTER_FLUSH, ACT_DOMAIN_POLICY };
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
 		if (s->actions & ACTION_BIT(order[i])) {
 			s->actions &= ~ACTION_BIT(order[i]);
@@ -1109,6 +1138,20 @@ enum session_action session_next_action(struct session *s)
 		}
 	}
 	return ACT_NONE;
+}
+
+const char *session_domain_wanted(const struct session *s)
+{
+	const struct domain_decisions *d = s->policy.domains;
+	return d && d->wanted[0] && !s->ended ? d->wanted : NULL;
+}
+
+void session_domain_decided(struct session *s, enum domain_verdict verdict)
+{
+	struct domain_decisions *d = s->policy.domains;
+	PANIC_UNLESS(d && d->wanted[0]);
+	domain_decisions_add(d, d->wanted, verdict);
+	d->wanted[0] = '\0';
 }
 
 const char *session_take_notice(struct session *s)

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "domain_policy.h"
 
 /* Longest command or reply line the session parses, CRLF included.
  * RFC 5321 section 4.5.3.1.4 allows 512; extensions (AUTH, long
@@ -55,6 +56,9 @@ struct session_policy {
 	bool trace_header;
 	const char *date;      /* RFC 5322 date-time, now */
 	const char *tls_suite; /* the cipher suite once TLS is up */
+	/* dane = yes: a RCPT whose domain has no verdict yet waits for one
+	 * (ACT_DOMAIN_POLICY); the edge owns the memory. NULL: no check. */
+	struct domain_decisions *domains;
 };
 
 /* What the edge must do; session_next_action() hands them out one at a time
@@ -65,6 +69,7 @@ enum session_action {
 	ACT_DROP_BACKEND,      /* close the backend connection at once, unflushed */
 	ACT_START_TLS,         /* write all output to the client, then handshake */
 	ACT_CLOSE_AFTER_FLUSH, /* write all output to the client, then close both */
+	ACT_DOMAIN_POLICY,     /* decide session_domain_wanted(), then session_domain_decided() */
 };
 
 /* What one queued command expects back, in command order (RFC 2920 3.2). */
@@ -216,6 +221,15 @@ bool session_is_idle(const struct session *s);
 
 /* session_next_action - the next thing the edge must do, or ACT_NONE */
 enum session_action session_next_action(struct session *s);
+
+/* session_domain_wanted - the domain of the RCPT held for a verdict (the
+ * RCPT and everything behind it wait, in order), or NULL */
+const char *session_domain_wanted(const struct session *s);
+
+/* session_domain_decided - the verdict on session_domain_wanted(): the
+ * edge offers the client's bytes again and the RCPT goes on, to the
+ * backend (DOMAIN_OK) or answered 450 4.7.5 / 451 4.4.3 by the session */
+void session_domain_decided(struct session *s, enum domain_verdict verdict);
 
 /* session_take_notice - a warning to log once, or NULL */
 const char *session_take_notice(struct session *s);

@@ -8,17 +8,22 @@
  * - between ACT_START_TLS and the handshake, nothing new is written to
  *   either side (RFC 3207 section 4.2: no plaintext crosses STARTTLS);
  * - after a close action, nothing new is written to the backend;
- * - a time limit that ends an open message drops the backend with it.
+ * - a time limit that ends an open message drops the backend with it;
+ * - with per-domain verdicts (dane), a RCPT waits only while client bytes
+ *   are held for it, and no RCPT reaches the backend unless its domain's
+ *   verdict is ok (or it has no domain to decide); OP_VERDICT decides the
+ *   held one (ok, defer-dane, defer-dns in turn).
  */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "session.h"
 
 enum { OP_CLIENT, OP_BACKEND, OP_TLS_UP, OP_CLIENT_EOF, OP_BACKEND_EOF, OP_BACKEND_FAIL,
-       OP_IDLE, OP_SHUTDOWN, OP_DRAIN_CLIENT, OP_DRAIN_BACKEND, OP_TIME_LIMIT, OP_COUNT };
+       OP_IDLE, OP_SHUTDOWN, OP_DRAIN_CLIENT, OP_DRAIN_BACKEND, OP_TIME_LIMIT, OP_VERDICT, OP_COUNT };
 
 struct fuzz_edge {
 	struct session s;
@@ -36,6 +41,28 @@ static void check_invariants(struct fuzz_edge *e)
 	assert(e->s.uncommitted <= buf_pending(&e->s.out_client));
 }
 
+/* check_relayed_rcpts - the command lines P (N bytes) just relayed: every
+ * RCPT's domain has the verdict ok. Stops at DATA or BDAT, after which
+ * message bytes follow. */
+static void check_relayed_rcpts(const struct session *s, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		const uint8_t *lf = memchr(p, '\n', n);
+		size_t len = lf ? (size_t)(lf - p) : n;
+		if (len >= 4 && (strncasecmp((const char *)p, "DATA", 4) == 0 || strncasecmp((const char *)p, "BDAT", 4) == 0))
+			return;
+		char name[DOMAIN_NAME_MAX];
+		enum domain_verdict v;
+		if (len > 5 && strncasecmp((const char *)p, "RCPT ", 5) == 0 &&
+		    rcpt_domain(p + 5, len - 5 - (len > 5 && p[len - 1] == '\r'), name))
+			assert(domain_decisions_find(s->policy.domains, name, &v) && v == DOMAIN_OK);
+		if (!lf)
+			return;
+		n -= len + 1;
+		p += len + 1;
+	}
+}
+
 /* feed - offer one side's buffered input */
 static void feed(struct fuzz_edge *e, bool client)
 {
@@ -45,8 +72,13 @@ static void feed(struct fuzz_edge *e, bool client)
 		return;
 	size_t out_client_before = e->s.out_client.wr - e->s.out_client.rd;
 	size_t out_backend_before = e->s.out_backend.wr - e->s.out_backend.rd;
+	bool commands = client && e->s.phase == CLIENT_COMMANDS && e->s.policy.domains;
 	size_t used = client ? session_from_client(&e->s, in, *len) : session_from_backend(&e->s, in, *len);
 	assert(used <= *len);
+	size_t out_backend_after = buf_pending(&e->s.out_backend);
+	if (commands && out_backend_after > out_backend_before)
+		check_relayed_rcpts(&e->s, buf_head(&e->s.out_backend) + out_backend_before,
+		                    out_backend_after - out_backend_before);
 	memmove(in, in + used, *len - used);
 	*len -= used;
 	check_invariants(e);
@@ -77,6 +109,9 @@ static void apply_actions(struct fuzz_edge *e)
 		case ACT_CLOSE_AFTER_FLUSH:
 			e->closed = true;
 			break;
+		case ACT_DOMAIN_POLICY: /* OP_VERDICT answers it */
+			assert(session_domain_wanted(&e->s) && e->client_in_len > 0);
+			break;
 		case ACT_NONE:
 			break;
 		}
@@ -96,6 +131,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fuzz_edge e;
+	static struct domain_decisions domains;
+	unsigned verdicts = 0;
 	if (size < 1)
 		return 0;
 	struct session_policy policy = {
@@ -109,7 +146,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.trace_header = data[0] & 16,
 		.date = "Sat, 28 Nov 2026 20:58:13 +0000",
 		.tls_suite = "TLS_AES_128_GCM_SHA256",
+		.domains = data[0] & 32 ? &domains : NULL,
 	};
+	domain_decisions_init(&domains);
 	memset(&e, 0, offsetof(struct fuzz_edge, s));
 	e.client_in_len = e.backend_in_len = 0;
 	e.tls_pending = e.closed = e.backend_dropped = false;
@@ -172,6 +211,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case OP_DRAIN_BACKEND:
 			(void)session_output_to_backend(&e.s, &out);
 			session_sent_to_backend(&e.s, out);
+			break;
+		case OP_VERDICT:
+			if (session_domain_wanted(&e.s))
+				session_domain_decided(&e.s, (enum domain_verdict)(verdicts++ % 3));
 			break;
 		case OP_TIME_LIMIT: {
 			bool message_open = session_message_open(&e.s);

@@ -16,6 +16,7 @@ with one address per kind of destination, IPv4 and IPv6:
   .13         the sink answering STARTTLS "220" with a reply injected behind
               it in the same write (the attacker of RFC 3207 section 4.2)
   .14         the sink offering STARTTLS and refusing it with 454
+  .15         left to other test files (test_outbound_dane.py)
 
 starttlsd runs as user nobody, and the redirect skips nobody's sockets
 (meta skuid), so its own connections to port 25 leave as they are."""
@@ -102,11 +103,11 @@ def net(tmp_path, cert, request):
             if v4:
                 run("ip", "-n", ns, "addr", "add", v4 + "/24", "dev", dev)
                 run("ip", "-n", ns, "addr", "add", v6 + "/64", "dev", dev, "nodad")
-        for host in (10, 11, 12, 13, 14):
+        for host in (10, 11, 12, 13, 14, 15):
             run("ip", "-n", world, "addr", "add", "%s.%d/24" % (NET4, host), "dev", veth + "w")
             run("ip", "-n", world, "addr", "add", "%s%d/64" % (NET6, host), "dev", veth + "w", "nodad")
         run(*in_ns(mta, REDIRECT, "up", PORT, "nobody"))
-        yield {"mta": mta, "world": world, "sink": sink, "proxy": proxy}
+        yield {"mta": mta, "world": world, "sink": sink, "proxy": proxy, "daemon": daemon}
     finally:
         problems = []
         for d in daemons:

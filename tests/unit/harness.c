@@ -53,6 +53,7 @@ int main(void)
 	run_buf_tests();
 	run_config_tests();
 	run_data_scanner_tests();
+	run_domain_policy_tests();
 	run_ehlo_filter_tests();
 	run_http_request_tests();
 	run_ip_count_tests();

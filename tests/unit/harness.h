@@ -23,6 +23,7 @@ void harness_check_bytes(const void *got, size_t got_len, const void *want, size
 void run_buf_tests(void);
 void run_config_tests(void);
 void run_data_scanner_tests(void);
+void run_domain_policy_tests(void);
 void run_ehlo_filter_tests(void);
 void run_http_request_tests(void);
 void run_ip_count_tests(void);

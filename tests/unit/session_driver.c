@@ -10,6 +10,7 @@ static const char *const action_names[] = {
 	[ACT_DROP_BACKEND] = "DROP_BACKEND",
 	[ACT_START_TLS] = "START_TLS",
 	[ACT_CLOSE_AFTER_FLUSH] = "CLOSE_AFTER_FLUSH",
+	[ACT_DOMAIN_POLICY] = "DOMAIN_POLICY",
 };
 
 void driver_init(struct driver *d, const struct session_policy *policy)

@@ -285,6 +285,15 @@ static void test_outbound(void)
 	CHECK(parse(WORLD "upstream_resumption = no\n"), err);
 	CHECK(parse(WORLD "fallback_plaintext = yes\n") && l->fallback_plaintext, "fallback_plaintext");
 	CHECK(parse(WORLD "upstream_tls = starttls\nverify = no\n") && l->upstream_tls == CONFIG_TLS_STARTTLS, err);
+	CHECK(parse(WORLD) && !l->dane && l->dns_timeout == 10 &&
+	      strcmp(l->dns_trust_anchor, "/usr/share/dns/root.key") == 0 && !l->dns_resolver[0],
+	      "dane defaults");
+	CHECK(parse(WORLD "dane = yes\ndns_resolver = 127.0.0.1@5353\ndns_trust_anchor = /ta.key\n"
+	                  "dns_timeout = 3s\n") &&
+	      l->dane && strcmp(l->dns_resolver, "127.0.0.1@5353") == 0 &&
+	      strcmp(l->dns_trust_anchor, "/ta.key") == 0 && l->dns_timeout == 3 && l->dns_trust_anchor_line == 7,
+	      err);
+	CHECK(parse(WORLD "dane = yes\ndns_resolver = ::1\n"), err);
 
 	static const struct {
 		const char *text;
@@ -304,6 +313,17 @@ static void test_outbound(void)
 		{ OUTBOUND "upstream_tls = opportunistic\n",
 		  "t.conf:5: upstream_tls = opportunistic needs backend = original-destination" },
 		{ OUTBOUND "fallback_plaintext = no\n", "t.conf:5: fallback_plaintext needs backend = original-destination" },
+		{ OUTBOUND "dane = yes\n",
+		  "t.conf:5: dane = yes needs backend = original-destination (DANE is checked per recipient domain "
+		  "against the destination the MTA chose)" },
+		{ WORLD "dns_timeout = 5\n", "t.conf:5: dns_timeout has no use without dane = yes" },
+		{ WORLD "dane = no\ndns_resolver = 192.0.2.1\n", "t.conf:6: dns_resolver has no use without dane = yes" },
+		{ WORLD "dane = yes\ndns_resolver = resolver.example\n",
+		  "t.conf:6: dns_resolver must be an IP address, with @PORT if not 53, not 'resolver.example'" },
+		{ WORLD "dane = yes\ndns_resolver = 127.0.0.1@0\n",
+		  "t.conf:6: dns_resolver must be an IP address, with @PORT if not 53, not '127.0.0.1@0'" },
+		{ "[in]\nlisten = 127.0.0.1:25\nbackend = 127.0.0.1:2525\ncert = /c.pem\ndane = yes\n",
+		  "t.conf:5: dane is for outbound listeners (direction = outbound)" },
 		{ "[mx]\nlisten = 127.0.0.1:25\nbackend = original-destination\ncert = /c.pem /k.pem\n",
 		  "t.conf:3: backend = original-destination needs direction = outbound" },
 		{ OUTBOUND "cert = /c.pem\n", "t.conf:5: cert is for inbound listeners, and 'relay' has direction = outbound" },
