@@ -141,20 +141,18 @@ static void conn_free(struct conn *c)
 		const char *plain_reason =
 		        c->opening && c->opening->state == OPENING_PLAIN ? c->opening->plain_reason : NULL;
 		/* dane: every domain DANE decided had its TLSA records matched */
-		const char *verified = c->dane_matched && !c->dane_failed ? "dane"
-		                       : c->upstream_verified             ? c->upstream_verified
-		                                                          : "-";
+		const char *verified = c->dane_matched && !c->dane_failed ? "dane" : c->upstream_verified;
 		count_session_end(c, end);
-		if (c->upstream_verified || plain_reason)
+		if (verified || plain_reason)
 			metrics_add(&metrics_mine->counters.upstream_sessions[c->listener->metrics_index]
-			                                                      [metrics_upstream_hop(c->upstream_verified)],
+			                                                      [metrics_upstream_hop(verified)],
 			            1);
 		log_info("session listener=%s client=%s upstream=%s tls=%s%s%s verified=%s bytes_in=%llu "
 		         "bytes_out=%llu messages=%llu end=%s",
 		         c->listener->cfg->name, c->peer,
 		         c->destination ? c->destination->text : tls_upstream_name(c->listener->upstream),
 		         c->tls_desc[0] ? c->tls_desc : "none", plain_reason ? " reason=" : "",
-		         plain_reason ? plain_reason : "", verified,
+		         plain_reason ? plain_reason : "", verified ? verified : "-",
 		         (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
 		         (unsigned long long)c->session.stats.messages_accepted, end);
 	} else {

@@ -134,14 +134,14 @@ def dane_world(net, world, cert, tmp_path):
     """The zone, its server, the TLS destinations .10 and .15, and the
     outbound proxy with dane = yes: start(**keys) for the proxy's keys."""
 
-    def start(dns_resolver=None, **keys):
+    def start(dns_resolver=None, global_lines=(), **keys):
         chain, leaf_key, ca = make_ca_chain(tmp_path)
         zone, ds = make_zone(tmp_path, spki_der(cert[0]), cert_der(ca))
         if dns_resolver is None:
             server = net["daemon"](in_ns(net["mta"], PYTHON, DNS_SERVER, "--zone", zone, "--origin", ZONE + "."),
                                    r"^listening on ")
             dns_resolver = "127.0.0.1@" + server.log.wait_for(r"^listening on [\d.]+:(\d+)$")[0].group(1)
-        d = world(dane="yes", dns_resolver=dns_resolver, dns_trust_anchor=ds, **keys)
+        d = world(global_lines, dane="yes", dns_resolver=dns_resolver, dns_trust_anchor=ds, **keys)
         d["anchor"] = ds
         behind = net["sink"](net["world"], "127.0.0.1:0", "--caps", "PIPELINING,8BITMIME")
         port = behind.log.wait_for(r"^listening on [\d.]+:(\d+)$")[0].group(1)
@@ -209,6 +209,30 @@ def test_matching_tlsa_delivers(net, dane_world, domain, dest, sink):
     assert decided["why"] == ("DANE-TA record matched" if domain == "ta" else "DANE-EE record matched"), decided
     s = session_line(d)
     assert s["tls"].startswith("TLS1.") and s["verified"] == "dane", s
+
+
+def test_hops_are_counted_by_how_they_were_verified(net, dane_world):
+    """starttlsd_upstream_sessions_total: a session whose domain DANE
+    matched counts as verified="dane", one to a destination without
+    STARTTLS as "plaintext" (the metrics listener is in the mta namespace,
+    where the proxy runs)."""
+    metrics = "127.0.0.1:9925"  # the namespace's own loopback: nothing else listens there
+    d = dane_world(global_lines=("metrics = " + metrics,))
+    assert transaction(net, NET4 + ".10", ["b@ee.dane.example"])["data"] == 250
+    # .11 is no MX host of notlsa: DANE does not apply, and .11 offers no TLS
+    assert transaction(net, NET4 + ".11", ["b@notlsa.dane.example"])["data"] == 250
+    assert len(d["out"].log.wait_for(SESSION_RE.pattern, TIMEOUT, 2)) == 2
+
+    def scrape():
+        out = subprocess.run(in_ns(net["mta"], PYTHON, "-c", "import sys, urllib.request; sys.stdout.write("
+                                   "urllib.request.urlopen('http://%s/metrics', timeout=5).read().decode())" % metrics),
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        assert out.returncode == 0, out.stderr
+        return dict(re.findall(r'^starttlsd_upstream_sessions_total\{listener="out",verified="(\w+)"\} (\d+)$',
+                               out.stdout, re.M))
+
+    counts = scrape()
+    assert counts == {"ca": "0", "dane": "1", "none": "0", "plaintext": "1"}, counts
 
 
 @pytest.mark.parametrize("domain, dest, why", [

@@ -134,7 +134,7 @@ def _failed(request):
 def world(net):
     """The destinations, and the outbound proxy in the mta namespace."""
 
-    def start(**keys):
+    def start(global_lines=(), **keys):
         w = net["world"]
         d = {}
         behind = net["sink"](w, "127.0.0.1:0", "--caps", "PIPELINING,8BITMIME,ENHANCEDSTATUSCODES")
@@ -154,7 +154,7 @@ def world(net):
         out = dict({"direction": "outbound", "backend": "original-destination",
                     "handshake_timeout": str(TIMEOUT // 3),
                     "listen": ["127.0.0.1:%d" % PORT, "[::1]:%d" % PORT]}, **keys)
-        d["out"] = net["proxy"](net["mta"], {"out": out}, "outbound", ("user = nobody",))
+        d["out"] = net["proxy"](net["mta"], {"out": out}, "outbound", ("user = nobody",) + tuple(global_lines))
         return d
 
     return start
