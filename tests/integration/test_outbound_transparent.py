@@ -11,7 +11,7 @@ with one address per kind of destination, IPv4 and IPv6:
   .10 / ::10  starttlsd's own inbound listener (STARTTLS) in front of the
               recording sink: its session line shows the TLS it got
   .11 / ::11  the recording sink alone, offering no STARTTLS
-  .12         the sink offering STARTTLS and then answering the ClientHello
+  .12 / ::12  the sink offering STARTTLS and then answering the ClientHello
               as a bad command: a handshake that fails
   .13         the sink answering STARTTLS "220" with a reply injected behind
               it in the same write (the attacker of RFC 3207 section 4.2)
@@ -145,6 +145,7 @@ def world(net):
         d["plain"] = net["sink"](w, "%s.11:25" % NET4, "--caps", "PIPELINING,8BITMIME")
         d["plain6"] = net["sink"](w, "[%s11]:25" % NET6, "--caps", "PIPELINING,8BITMIME")
         d["broken"] = net["sink"](w, "%s.12:25" % NET4, "--answer", "STARTTLS=220 2.0.0 go ahead")
+        d["broken6"] = net["sink"](w, "[%s12]:25" % NET6, "--answer", "STARTTLS=220 2.0.0 go ahead")
         d["refuse"] = net["sink"](w, "%s.14:25" % NET4, "--answer", "STARTTLS=454 4.7.0 TLS not available")
         d["inject"] = net["sink"](w, "%s.13:25" % NET4, "--answer",
                                   "STARTTLS=220 2.0.0 go ahead\r\n250 injected")
@@ -255,14 +256,18 @@ def test_failed_handshake_is_4xx_without_fallback(net, world):
     assert b"MAIL FROM" not in raw
 
 
-def test_failed_handshake_retried_in_plaintext_with_fallback(net, world):
+@pytest.mark.parametrize("dest", [NET4 + ".12", NET6 + "12"])
+def test_failed_handshake_retried_in_plaintext_with_fallback(net, world, dest):
+    """The new plaintext connection goes to the same destination, IPv6 too."""
     d = world(fallback_plaintext="yes")
-    out = send(net, NET4 + ".12")
+    out = send(net, dest)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert delivered(d["broken"]) == BODY
+    broken = d["broken6" if ":" in dest else "broken"]
+    assert delivered(broken) == BODY
     s = out_sessions(d)[0]
     assert (s["tls"], s["reason"]) == ("none", "handshake-failed"), s
-    second = (d["broken"].dir / "conn-2.raw").read_bytes()
+    assert s["upstream"] in ("%s:25" % dest, "[%s]:25" % dest), s
+    second = (broken.dir / "conn-2.raw").read_bytes()
     assert b"STARTTLS" not in second and second.count(b"EHLO legacy.test") == 1, second[:300]
 
 
