@@ -118,6 +118,20 @@ static void count_session_end(const struct conn *c, const char *end)
 	metrics_add(&m->refusals[METRICS_REFUSAL_PLAINTEXT_AFTER_STARTTLS], st->plaintext_discarded > 0);
 }
 
+/* count_upstream_hop - an outbound session reached its upstream: how the
+ * hop was protected (VERIFIED as its log line says; NULL: plaintext) and,
+ * over TLS, with which version */
+static void count_upstream_hop(const struct conn *c, const char *verified)
+{
+	struct metrics_counters *m = &metrics_mine->counters;
+	size_t listener = c->listener->metrics_index, version, cipher;
+	metrics_add(&m->upstream_sessions[listener][metrics_upstream_hop(verified)], 1);
+	if (c->tls_desc[0]) {
+		metrics_tls_index(c->tls_desc, &version, &cipher);
+		metrics_add(&m->upstream_tls[listener][version], 1);
+	}
+}
+
 /* handshake_over - one handshake fewer in progress: an implicit-TLS
  * listener paused at max_handshakes may accept again */
 static void handshake_over(struct server *srv)
@@ -144,9 +158,7 @@ static void conn_free(struct conn *c)
 		const char *verified = c->dane_matched && !c->dane_failed ? "dane" : c->upstream_verified;
 		count_session_end(c, end);
 		if (verified || plain_reason)
-			metrics_add(&metrics_mine->counters.upstream_sessions[c->listener->metrics_index]
-			                                                      [metrics_upstream_hop(verified)],
-			            1);
+			count_upstream_hop(c, verified);
 		log_info("session listener=%s client=%s upstream=%s tls=%s%s%s verified=%s bytes_in=%llu "
 		         "bytes_out=%llu messages=%llu end=%s",
 		         c->listener->cfg->name, c->peer,

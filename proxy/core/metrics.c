@@ -232,6 +232,13 @@ static void render_listeners(struct text *t, const struct metrics_view *v)
 			counter(t, "starttlsd_upstream_sessions_total", "listener", v->listener_names[i], "verified",
 			        upstream_hops[h], s->counters.upstream_sessions[i][h]);
 	}
+	family(t, "starttlsd_upstream_tls_total", "counter",
+	       "Outbound sessions whose upstream hop was TLS, by protocol version (those seen so far).");
+	for (size_t i = 0; i < METRICS_MAX_LISTENERS; i++)
+		for (size_t j = 0; j < METRICS_TLS_VERSIONS; j++)
+			if (s->counters.upstream_tls[i][j])
+				counter(t, "starttlsd_upstream_tls_total", "listener", v->listener_names[i], "version",
+				        tls_versions[j], s->counters.upstream_tls[i][j]);
 }
 
 static void render_tls(struct text *t, const struct metrics_view *v)

@@ -73,6 +73,7 @@ struct metrics_counters {
 	uint64_t accepted[METRICS_MAX_LISTENERS];
 	uint64_t refused[METRICS_MAX_LISTENERS][METRICS_REFUSED_REASONS];
 	uint64_t upstream_sessions[METRICS_MAX_LISTENERS][METRICS_UPSTREAM_HOPS];
+	uint64_t upstream_tls[METRICS_MAX_LISTENERS][METRICS_TLS_VERSIONS]; /* the TLS hops of those */
 	uint64_t starttls;
 	uint64_t handshakes[METRICS_HANDSHAKE_RESULTS];
 	uint64_t established[METRICS_TLS_VERSIONS][METRICS_CIPHERS];

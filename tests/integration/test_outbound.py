@@ -489,3 +489,4 @@ def test_outbound_sessions_are_counted(start_sink, start_proxy, relay, pki):
     assert wait_until(lambda: counted('starttlsd_upstream_sessions_total{listener="verified",verified="ca"}', 1))
     assert counted('starttlsd_upstream_sessions_total{listener="verified",verified="none"}', 0)
     assert counted('starttlsd_upstream_sessions_total{listener="verified",verified="plaintext"}', 0)
+    assert counted('starttlsd_upstream_tls_total{listener="verified",version="TLS1.3"}', 1)

@@ -228,11 +228,15 @@ def test_hops_are_counted_by_how_they_were_verified(net, dane_world):
                                    "urllib.request.urlopen('http://%s/metrics', timeout=5).read().decode())" % metrics),
                              capture_output=True, text=True, timeout=TIMEOUT)
         assert out.returncode == 0, out.stderr
-        return dict(re.findall(r'^starttlsd_upstream_sessions_total\{listener="out",verified="(\w+)"\} (\d+)$',
-                               out.stdout, re.M))
+        return out.stdout
 
-    counts = scrape()
+    text = scrape()
+    counts = dict(re.findall(r'^starttlsd_upstream_sessions_total\{listener="out",verified="(\w+)"\} (\d+)$',
+                             text, re.M))
     assert counts == {"ca": "0", "dane": "1", "none": "0", "plaintext": "1"}, counts
+    # the TLS hop by its version; the plaintext one is in no version's row
+    versions = re.findall(r'^starttlsd_upstream_tls_total\{listener="out",version="(TLS1\.[23])"\} (\d+)$', text, re.M)
+    assert len(versions) == 1 and versions[0][1] == "1", text
 
 
 @pytest.mark.parametrize("domain, dest, why", [

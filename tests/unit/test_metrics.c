@@ -106,6 +106,7 @@ static void test_render(void)
 	sum.counters.ended[metrics_end_reason_index("quit")] = 6;
 	metrics_listener_index(names, "out");
 	sum.counters.upstream_sessions[2][METRICS_UPSTREAM_PLAINTEXT] = 3;
+	sum.counters.upstream_tls[2][3] = 4;
 	struct metrics_cert certs[] = {
 		{ "mx", "/etc/mx.pem", 1900000000, 1699999000 },
 		{ "mx", "/etc/rsa.pem", 1800000000, -1 },
@@ -128,6 +129,7 @@ static void test_render(void)
 		"\nstarttlsd_reloads_total{result=\"failed\"} 0\n",
 		"\nstarttlsd_upstream_sessions_total{listener=\"out\",verified=\"plaintext\"} 3\n",
 		"\nstarttlsd_upstream_sessions_total{listener=\"out\",verified=\"ca\"} 0\n",
+		"\nstarttlsd_upstream_tls_total{listener=\"out\",version=\"TLS1.3\"} 4\n",
 		"\nstarttlsd_certificate_expiry_seconds{listener=\"mx\",cert=\"/etc/rsa.pem\"} 1800000000\n",
 		"\nstarttlsd_ocsp_response_age_seconds{listener=\"mx\",cert=\"/etc/mx.pem\"} 1000\n",
 		"\n# TYPE starttlsd_connections_open gauge\n",
@@ -141,6 +143,8 @@ static void test_render(void)
 	CHECK(!strstr(out, "cipher=\"AES-128-GCM\""), "version and cipher pairs not seen are left out");
 	CHECK(!strstr(out, "starttlsd_upstream_sessions_total{listener=\"mx\""),
 	      "no upstream rows for a listener that never had an outbound session");
+	CHECK(!strstr(out, "starttlsd_upstream_tls_total{listener=\"out\",version=\"TLS1.2\"}"),
+	      "outbound TLS versions not seen are left out");
 	CHECK(out[len - 1] == '\n', "the last line ends");
 
 	CHECK(metrics_render(&view, out, len) == 0, "one byte short: refused, not cut");
