@@ -93,13 +93,19 @@ def test_injection_in_a_second_write_before_the_220(proxy, sink, second):
     c.send(b"STARTTLS\r\n")
     c.send(second)
     assert c.reply().lines == ["220 2.0.0 Ready to start TLS"]
-    try:
-        c.start_tls()
-    except (ssl.SSLError, ConnectionError, OSError):
+    if c.buf:
+        # The segment came after the 220 and was taken as the ClientHello:
+        # the proxy's TLS alert (a record of type 21) came in behind the 220.
+        assert c.buf[:2] == b"\x15\x03", c.buf
         c.close()
     else:
-        after_tls_clean(c)
-        assert c.cmd("QUIT").code == 221
+        try:
+            c.start_tls()
+        except (ssl.SSLError, ConnectionError, OSError):
+            c.close()
+        else:
+            after_tls_clean(c)
+            assert c.cmd("QUIT").code == 221
     rec = sink.wait_done(1)
     assert rec in (b"EHLO a\r\nRSET\r\n", b"EHLO a\r\nRSET\r\nQUIT\r\n",
                    b"EHLO a\r\nRSET\r\nEHLO b\r\n", b"EHLO a\r\nRSET\r\nEHLO b\r\nQUIT\r\n"), rec
